@@ -1,0 +1,3 @@
+from train_cli.cli import main
+
+main()

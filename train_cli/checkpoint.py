@@ -1,0 +1,117 @@
+"""Resumable training state in one file, loaded without executing any code.
+
+last.ckpt is an MXNet NDArray file (mx.nd.save: a flat binary list of named arrays, no pickle):
+    param:<name>        every parameter, BatchNorm running statistics included
+    state:<name>:<k>    the optimiser's state for that parameter (SGD momentum)
+    meta                JSON as uint8 bytes: format version, model, epoch, metrics, best so far
+
+Parameter names are structural ("features.0.weight"), so they do not depend on how many networks
+the process built before. Data order and dropout masks are derived from (seed, epoch), so no
+random-generator state needs saving: resuming at an epoch boundary replays the same stream.
+"""
+import json
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+
+from train_cli.errors import UserError
+from train_cli.rundir import atomic_write
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    params: dict  # structural name -> NDArray
+    states: dict  # structural name -> list of NDArrays
+    meta: dict
+
+
+def _named_params(net):
+    return net._collect_params_with_prefix()
+
+
+def save(path, net, trainer, meta):
+    """Atomically write parameters, optimiser states and meta to path."""
+    params = _named_params(net)
+    arrays = {f"param:{name}": p.data() for name, p in params.items()}
+    index = {p.name: name for name, p in params.items()}
+    updater = trainer._updaters[0]  # with update_on_kvstore=False every device holds the same
+    for i, param in enumerate(trainer._params):
+        for k, arr in enumerate(_flatten(updater.states.get(i))):
+            arrays[f"state:{index[param.name]}:{k}"] = arr
+    meta = dict(meta, format_version=FORMAT_VERSION)
+    arrays["meta"] = mx.nd.array(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                                 dtype=np.uint8)
+    atomic_write(path, lambda tmp: mx.nd.save(str(tmp), arrays))
+
+
+def _flatten(state):
+    if state is None:
+        return []
+    if isinstance(state, (tuple, list)):
+        return [a for s in state for a in _flatten(s)]
+    return [state]
+
+
+def load(path):
+    """Read a checkpoint file; a missing, corrupt or foreign file raises UserError."""
+    try:
+        arrays = mx.nd.load(str(path))
+    except mx.base.MXNetError:
+        if not path.exists():
+            raise UserError(f"{path} is missing: the run has no checkpoint to resume from") \
+                from None
+        raise UserError(f"{path} is corrupt or not a swishtrain checkpoint; it cannot be resumed "
+                        "(best.params may still be usable)") from None
+    if not isinstance(arrays, dict) or "meta" not in arrays:
+        raise UserError(f"{path} is not a swishtrain checkpoint (no meta record)")
+    try:
+        meta = json.loads(arrays.pop("meta").asnumpy().tobytes().decode())
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path} has a corrupt meta record; it cannot be resumed") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} has checkpoint format {meta.get('format_version')}, this "
+                        f"swishtrain reads format {FORMAT_VERSION}")
+    params, states = {}, {}
+    for key, arr in arrays.items():
+        kind, _, rest = key.partition(":")
+        if kind == "param":
+            params[rest] = arr
+        elif kind == "state":
+            name, _, k = rest.rpartition(":")
+            states.setdefault(name, []).append((int(k), arr))
+    states = {name: [a for _, a in sorted(items, key=lambda t: t[0])] for name, items in states.items()}
+    return Checkpoint(params, states, meta)
+
+
+def restore(ckpt, net, trainer, path="checkpoint"):
+    """Copy a checkpoint's parameters and optimiser states into an initialised net and trainer."""
+    params = _named_params(net)
+    if set(params) != set(ckpt.params):
+        raise UserError(f"{path} was written for a different network (model "
+                        f"{ckpt.meta.get('model')!r}); it does not fit this run's model")
+    for name, p in params.items():
+        if p.shape != ckpt.params[name].shape:
+            raise UserError(f"{path} was written for a different network: {name} has shape "
+                            f"{ckpt.params[name].shape}, this model expects {p.shape}")
+        p.set_data(ckpt.params[name])
+    index = {p.name: name for name, p in params.items()}
+    for i, param in enumerate(trainer._params):
+        saved = ckpt.states.get(index[param.name])
+        if not saved:
+            continue
+        for updater, ctx in zip(trainer._updaters, trainer._contexts):
+            fresh = updater.optimizer.create_state_multi_precision(i, param.data(ctx))
+            updater.states[i] = _fill(fresh, iter(saved), ctx)
+            updater.states_synced[i] = True
+
+
+def _fill(template, saved, ctx):
+    """Rebuild a (possibly nested) optimiser state like template from the flat saved arrays."""
+    if template is None:
+        return None
+    if isinstance(template, (tuple, list)):
+        return type(template)(_fill(t, saved, ctx) for t in template)
+    return next(saved).copyto(ctx)

@@ -1,0 +1,171 @@
+"""The `swishtrain` command: parses options, calls run.py, turns errors into one-line messages.
+
+`train` is the default command, so `swishtrain --model vgg16_bn_swish` means
+`swishtrain train --model vgg16_bn_swish`.
+"""
+import sys
+
+import click
+from click_default_group import DefaultGroup
+
+from train_cli import __version__
+from train_cli.config import FIELD_NAMES, HELP, PARSERS, TrainConfig, flag
+from train_cli.errors import EXIT_USAGE, UserError
+
+
+class SwishtrainGroup(DefaultGroup):
+    """A default-command group whose errors are one line on stderr with the right exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:  # bad flags: click's own parsing
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            click.echo(f"Error: {e.format_message()}{where}", err=True)
+            rv = EXIT_USAGE
+        except click.ClickException as e:
+            click.echo(f"Error: {e.format_message()}", err=True)
+            rv = e.exit_code
+        except UserError as e:  # a domain problem: data, files, config values
+            click.echo(f"{e.prefix}{e}", err=True)
+            rv = e.exit_code
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class FieldType(click.ParamType):
+    """A click type that parses a value exactly as the config file parser does."""
+
+    def __init__(self, field):
+        self.field = field
+        self.name = field
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return PARSERS[self.field](value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _default_text(name):
+    value = getattr(TrainConfig(), name)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value) if value != "" else "see above"
+
+
+def config_options(command):
+    """Add one option per TrainConfig field, each defaulting to None ("not given")."""
+    for name in reversed(FIELD_NAMES):
+        if name == "hybridize":
+            option = click.option("--hybridize/--no-hybridize", "hybridize", default=None,
+                                  help=HELP[name] + " [default: hybridize]")
+        else:
+            option = click.option(flag(name), name, default=None, type=FieldType(name),
+                                  help=f"{HELP[name]} [default: {_default_text(name)}]")
+        command = option(command)
+    return command
+
+
+@click.group(cls=SwishtrainGroup, default="train", default_if_no_args=False)
+@click.version_option(__version__, prog_name="swishtrain")
+def cli():
+    """Train VGG on CIFAR-10 with MXNet Gluon and compare activations (ReLU vs Swish).
+
+    `train` is the default command: `swishtrain --model vgg16_bn_swish` is
+    `swishtrain train --model vgg16_bn_swish`. Run `swishtrain train --help` for its options.
+
+    \b
+    Example (the 2018 blog experiment):
+      swishtrain --model vgg16_bn_swish --lr-steps 10,20,30 --epochs 40 --gpus 0,1
+    """
+
+
+@cli.command()
+@config_options
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file of options (see configs/); flags given here override it.")
+@click.option("--resume", "resume_dir", metavar="RUN_DIR",
+              help="Continue the run in RUN_DIR from its last completed epoch (same as "
+                   "`swishtrain resume RUN_DIR`).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing, non-empty --run-dir (otherwise it is refused).")
+@click.option("--progress/--no-progress", default=None,
+              help="Live progress bar per epoch [default: only when stdout is a terminal].")
+def train(config_file, resume_dir, overwrite, progress, **values):
+    """Train one model on CIFAR-10 and record the run in a run folder.
+
+    The last line printed is `Best validation accuracy: A at epoch E` (1-based epoch). The run
+    folder gets config.json, metrics.csv, best.params, last.ckpt and summary.json.
+
+    \b
+    Example:
+      swishtrain train --model vgg16_bn_swish --epochs 40 --lr-steps 10,20,30
+    """
+    if resume_dir:
+        if config_file:
+            raise click.UsageError("--config cannot be combined with --resume: a resumed run "
+                                   "keeps the options it started with")
+        return _resume(resume_dir, values, progress)
+    from train_cli.config import build_config, warnings
+    from train_cli import run
+    cfg = build_config(values, config_file)
+    for warning in warnings(cfg):
+        click.echo(f"warning: {warning}", err=True)
+    run.start(cfg, overwrite=overwrite, progress_bar=progress)
+
+
+@cli.command()
+@click.argument("run_dir")
+@click.option("--epochs", default=None, type=FieldType("epochs"),
+              help="Train until this many epochs in total (extends a finished run).")
+@click.option("--data-dir", default=None, type=FieldType("data_dir"),
+              help="Where CIFAR-10 is now, if it moved since the run started.")
+@click.option("--eval-batch-size", default=None, type=FieldType("eval_batch_size"),
+              help="Images per evaluation batch.")
+@click.option("--progress/--no-progress", default=None,
+              help="Live progress bar per epoch [default: only when stdout is a terminal].")
+def resume(run_dir, progress, **values):
+    """Continue an interrupted run from its last completed epoch.
+
+    The run keeps its options, data order and learning-rate schedule; only --epochs (to train
+    longer), --data-dir and --eval-batch-size may change. metrics.csv gets the new epochs.
+
+    \b
+    Example:
+      swishtrain resume runs/vgg16_bn_swish-20261129-101500 --epochs 60
+    """
+    _resume(run_dir, values, progress)
+
+
+def _resume(run_dir, values, progress):
+    from train_cli import run
+    cfg, folder, ckpt = run.load_for_resume(run_dir, values)
+    run.resume(cfg, folder, ckpt, progress_bar=progress)
+
+
+@cli.command()
+@click.option("--width", default=1.0, type=FieldType("width"), show_default=True,
+              help="Count parameters at this width.")
+def models(width):
+    """List the model names with their trainable parameter counts.
+
+    \b
+    Example:
+      swishtrain models --width 0.25
+    """
+    from train_cli.models import MODEL_NAMES, check_width, count_params
+    check_width(width)
+    click.echo(f"{'model':<20} {'parameters':>12}")
+    for name in MODEL_NAMES:
+        click.echo(f"{name:<20} {count_params(name, width):>12,}")
+
+
+def main():
+    cli()

@@ -1,0 +1,274 @@
+"""CIFAR-10 on disk -> uint8 arrays in memory.
+
+Finds an existing copy (the binary release, or the pickled Python release torchvision downloads),
+or downloads and verifies the official archive. Everything that reads a file checks it: record
+size, label range, checksums; nothing is unpickled beyond plain arrays and lists.
+"""
+import hashlib
+import os
+import pickle
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from train_cli.errors import UserError
+
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+ARCHIVE_NAME = "cifar-10-binary.tar.gz"
+ARCHIVE_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+ARCHIVE_BYTES = 170_052_171
+BIN_DIR, PY_DIR = "cifar-10-batches-bin", "cifar-10-batches-py"
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_BATCH = "test_batch"
+RECORD_BYTES = 1 + 3 * 32 * 32  # label byte + CHW pixels
+NUM_CLASSES = 10
+# SHA-1 of the official binary batches (the values MXNet's CIFAR10 dataset checks)
+BATCH_SHA1 = {
+    "data_batch_1.bin": "aadd24acce27caa71bf4b10992e9e7b2d74c2540",
+    "data_batch_2.bin": "c0ba65cce70568cd57b4e03e9ac8d2a5367c1795",
+    "data_batch_3.bin": "1dd00a74ab1d17a6e7d73e185b69dbf31242f295",
+    "data_batch_4.bin": "aab85764eb3584312d3c7f65fd2fd016e36a258e",
+    "data_batch_5.bin": "26e2849e66a845b7f1e4614ae70f4889ae604628",
+    "test_batch.bin": "67eb016db431130d61cd03c7ad570b013799c88c",
+}
+VAL_SPLIT_SEED = 2018  # fixed, so runs with different --seed validate on the same images
+
+
+@dataclass
+class Split:
+    """Images as uint8 (N, 3, 32, 32) and labels as int32 (N,)."""
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self):
+        return len(self.labels)
+
+
+@dataclass
+class Cifar10:
+    """The splits a run uses: train, val (test split or held-out train images), test if any."""
+    train: Split
+    val: Split
+    test: Split | None
+    source: str  # folder the data came from
+    val_is_test: bool
+
+
+def default_data_dir():
+    """$SWISHTRAIN_DATA, else ~/.swishtrain/datasets/cifar10."""
+    return os.environ.get("SWISHTRAIN_DATA") or str(Path.home() / ".swishtrain/datasets/cifar10")
+
+
+# -----------------------------------------------------------------------------
+# Finding or fetching a copy
+def locate(root):
+    """('bin'|'py', folder) of a CIFAR-10 copy in root or one level below it, or None."""
+    root = Path(root)
+    for fmt, folder, probe in (("bin", root, "data_batch_1.bin"), ("bin", root / BIN_DIR, "data_batch_1.bin"),
+                               ("py", root, "data_batch_1"), ("py", root / PY_DIR, "data_batch_1")):
+        if (folder / probe).is_file():
+            return fmt, folder
+    return None
+
+
+def prepare(root, url=None, md5=ARCHIVE_MD5, progress=True):
+    """Return (format, folder) of a usable copy under root, downloading the archive if needed."""
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--data-dir {root} is a file; point it at a folder")
+    found = locate(root)
+    if found:
+        return found
+    archive = root / ARCHIVE_NAME
+    if not archive.is_file():
+        url = url or os.environ.get("SWISHTRAIN_CIFAR10_URL") or ARCHIVE_URL
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create data folder {root}: {e.strerror}; choose another "
+                            "with --data-dir") from None
+        download(url, archive, md5, progress=progress)
+    elif _md5(archive) != md5:
+        raise UserError(f"{archive} has the wrong checksum (md5 {_md5(archive)}, expected {md5}); "
+                        "it is corrupt or not the CIFAR-10 binary archive: delete it and run again")
+    extract(archive, root)
+    found = locate(root)
+    if not found:
+        raise UserError(f"{archive} holds no {BIN_DIR}/ folder; it is not the CIFAR-10 binary "
+                        f"archive: delete it and run again")
+    return found
+
+
+def download(url, dest, md5, progress=True):
+    """Stream url to dest via dest.part, renamed only once the md5 matches."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        response = urllib.request.urlopen(url, timeout=60)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"cannot download CIFAR-10 from {url} ({reason}); if this machine is "
+                        f"offline, download {ARCHIVE_URL} elsewhere and put {ARCHIVE_NAME} (or its "
+                        f"extracted {BIN_DIR}/ folder) in {dest.parent}") from None
+    from tqdm import tqdm
+    total = int(response.headers.get("Content-Length") or 0) or None
+    digest = hashlib.md5()
+    try:
+        with response, open(part, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
+                                                    desc=f"download {dest.name}", file=sys.stderr,
+                                                    disable=not progress) as bar:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        part.unlink(missing_ok=True)
+        raise UserError(f"download of {url} failed ({e}); run again to retry") from None
+    if digest.hexdigest() != md5:
+        part.unlink(missing_ok=True)
+        raise UserError(f"downloaded {url} but its checksum is wrong (md5 {digest.hexdigest()}, "
+                        f"expected {md5}); the file was deleted; run again, or download it by hand")
+    os.replace(part, dest)
+
+
+def extract(archive, root):
+    """Unpack a .tar.gz into root, refusing anything but plain files and folders inside root."""
+    root = Path(root)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for m in members:
+                path = PurePosixPath(m.name)
+                if path.is_absolute() or ".." in path.parts:
+                    raise UserError(f"refusing to extract {archive}: member {m.name!r} points "
+                                    "outside the data folder")
+                if not (m.isfile() or m.isdir()):
+                    raise UserError(f"refusing to extract {archive}: member {m.name!r} is a link "
+                                    "or device, which CIFAR-10 never contains")
+            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+            try:
+                tar.extractall(tmp, members=members, filter="data")
+                for item in tmp.iterdir():
+                    target = root / item.name
+                    if not target.exists():
+                        os.replace(item, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise UserError(f"cannot extract {archive} ({e}); delete it and run again") from None
+
+
+def _md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha1(path):
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checksum_mismatches(folder):
+    """Names of binary batches in folder whose SHA-1 differs from the official release."""
+    return [name for name, sha in BATCH_SHA1.items()
+            if (Path(folder) / name).is_file() and _sha1(Path(folder) / name) != sha]
+
+
+# -----------------------------------------------------------------------------
+# Reading batches
+def read_batch(fmt, folder, name):
+    """One batch file as a Split; bad sizes or labels raise UserError."""
+    path = Path(folder) / (name + ".bin" if fmt == "bin" else name)
+    if not path.is_file():
+        raise UserError(f"{path} is missing: the CIFAR-10 copy in {folder} is incomplete; restore "
+                        "it, or point --data-dir at a complete copy")
+    if fmt == "bin":
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % RECORD_BYTES:
+            raise UserError(f"{path} has {raw.size} bytes, not a multiple of {RECORD_BYTES} (one "
+                            "label byte + 3072 pixels): the file is truncated or not CIFAR-10")
+        records = raw.reshape(-1, RECORD_BYTES)
+        labels, pixels = records[:, 0].astype(np.int32), records[:, 1:]
+    else:
+        labels, pixels = _read_pickle(path)
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        bad = int(labels[(labels < 0) | (labels >= NUM_CLASSES)][0])
+        raise UserError(f"{path} has label {bad}; CIFAR-10 labels are 0-9: the file is corrupt "
+                        "or another dataset")
+    return Split(np.ascontiguousarray(pixels.reshape(-1, 3, 32, 32)), labels)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickler that admits only what CIFAR-10's pickles contain: dicts, lists, numpy arrays."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+               ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_pickle(path):
+    try:
+        with open(path, "rb") as f:
+            batch = _ArraysOnly(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{path} is not a plain CIFAR-10 pickle ({e}); it was not loaded") from None
+    except Exception as e:  # truncated or garbage files raise many types
+        raise UserError(f"{path} cannot be read as a CIFAR-10 pickle ({type(e).__name__}: {e})") \
+            from None
+    if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
+        raise UserError(f"{path} does not hold a CIFAR-10 batch (a dict with data and labels)")
+    pixels = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels.shape[1] != 3072 \
+            or len(labels) != len(pixels):
+        raise UserError(f"{path} holds data of shape {pixels.shape} and {len(labels)} labels; "
+                        "expected uint8 (N, 3072) and N labels")
+    return labels.astype(np.int32), pixels
+
+
+# -----------------------------------------------------------------------------
+def load_cifar10(root, val_split=0, url=None, md5=ARCHIVE_MD5, progress=True, warn=print):
+    """Find/download CIFAR-10 under root and return its splits as in-memory arrays."""
+    fmt, folder = prepare(root, url=url, md5=md5, progress=progress)
+    if fmt == "bin":
+        bad = checksum_mismatches(folder)
+        if bad:
+            warn(f"warning: {', '.join(bad)} in {folder} differ from the official CIFAR-10 files "
+                 "(SHA-1); results may not be comparable with published ones")
+    parts = [read_batch(fmt, folder, name) for name in TRAIN_BATCHES]
+    train = Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+    test_path = Path(folder) / (TEST_BATCH + ".bin" if fmt == "bin" else TEST_BATCH)
+    test = read_batch(fmt, folder, TEST_BATCH) if test_path.is_file() else None
+    if not val_split:
+        if test is None:
+            raise UserError(f"{test_path} is missing, so there is no test split to validate on; "
+                            "restore it, or hold out training images with --val-split 5000")
+        return Cifar10(train, test, test, str(folder), val_is_test=True)
+    if val_split >= len(train):
+        raise UserError(f"--val-split {val_split} leaves no training images (the copy in {folder} "
+                        f"has {len(train)}); use a smaller number")
+    order = np.random.default_rng(VAL_SPLIT_SEED).permutation(len(train))
+    keep, held = np.sort(order[:-val_split]), np.sort(order[-val_split:])
+    return Cifar10(Split(train.images[keep], train.labels[keep]),
+                   Split(train.images[held], train.labels[held]), test, str(folder),
+                   val_is_test=False)

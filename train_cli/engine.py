@@ -1,0 +1,164 @@
+"""Network + optimiser on one or more devices: the training step and exact evaluation.
+
+Data parallelism: each global batch is split over the contexts, every context runs forward and
+backward on its slice, the KVStore sums the gradients, and one SGD update (scaled by 1/global
+batch) is applied. Updates run on the workers (update_on_kvstore=False), where
+Trainer.set_learning_rate is guaranteed to act (on a dist KVStore it otherwise does not:
+apache/mxnet#15919).
+"""
+import math
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from train_cli.errors import UsageError, UserError
+from train_cli.loader import eval_batches
+from train_cli.models import IMAGE_SHAPE, build_model
+
+
+def make_contexts(gpus=(), cpu_devices=1):
+    """MXNet contexts for --gpus / --cpu-devices; a CPU-only build with --gpus is a usage error."""
+    if gpus:
+        available = mx.context.num_gpus()
+        if available == 0:
+            raise UsageError("--gpus needs an MXNet build with CUDA, and this one has none "
+                             "(mx.context.num_gpus() is 0): install a CUDA build such as "
+                             "mxnet-cu112==1.9.1, or drop --gpus to train on the CPU")
+        missing = [g for g in gpus if g >= available]
+        if missing:
+            raise UsageError(f"--gpus {','.join(map(str, missing))}: no such GPU; this machine "
+                             f"has {available} (ids 0-{available - 1})")
+        return [mx.gpu(g) for g in gpus]
+    return [mx.cpu(i) for i in range(cpu_devices)]
+
+
+def global_batch_size(per_device, contexts):
+    """Images per step: per device on GPUs (as the 2018 script); split over CPU contexts."""
+    if contexts[0].device_type == "gpu":
+        return per_device * len(contexts)
+    return per_device
+
+
+def derived_seed(seed, *keys):
+    """A 31-bit seed for MXNet's generator, distinct for each (seed, keys)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
+
+
+@dataclass
+class BatchResult:
+    index: int  # 0-based batch number within the epoch
+    loss_sum: float
+    correct: int
+    count: int
+
+
+class Engine:
+    """A network, its trainer and the contexts it runs on."""
+
+    def __init__(self, cfg, contexts, kvstore=None):
+        self.contexts = contexts
+        self.dtype = cfg.dtype
+        self.batch_size = global_batch_size(cfg.batch_size, contexts)
+        self.eval_batch_size = global_batch_size(cfg.eval_batch_size, contexts)
+        self.net = build_model(cfg.model, cfg.width)
+        mx.random.seed(derived_seed(cfg.seed, 0))  # initial weights depend on --seed alone
+        self.net.initialize(ctx=contexts)
+        self.net(mx.nd.zeros((1,) + IMAGE_SHAPE, ctx=contexts[0]))  # materialise deferred shapes
+        if cfg.dtype != "float32":
+            self.net.cast(cfg.dtype)
+        if cfg.hybridize:
+            # static_alloc/static_shape: memory planned once per shape, no per-step re-planning
+            self.net.hybridize(static_alloc=True, static_shape=True)
+        self.trainer = gluon.Trainer(
+            self.net.collect_params(), "sgd",
+            {"learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
+             "multi_precision": cfg.dtype == "float16"},
+            kvstore=kvstore if kvstore is not None else cfg.kvstore, update_on_kvstore=False)
+        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def _load(self, array):
+        data = gluon.utils.split_and_load(array, self.contexts, even_split=False)
+        if self.dtype != "float32":
+            data = [d.astype(self.dtype) for d in data]
+        return data
+
+    def train_epoch(self, batches, lr, seed, epoch, should_stop=lambda: False,
+                    on_batch=lambda result: None):
+        """Train on `batches`; return (results per batch, stopped early?).
+
+        Raises UserError when the loss stops being finite, naming the batch.
+        """
+        self.trainer.set_learning_rate(lr)
+        mx.random.seed(derived_seed(seed, 1, epoch))  # dropout masks replay on resume
+        results, pending = [], None
+        for index, (images, labels) in enumerate(batches):
+            if should_stop():
+                break
+            xs, ys = self._load(images), self._load(labels)
+            with autograd.record():
+                outputs = [self.net(x) for x in xs]
+                losses = [self.loss_fn(out.astype("float32"), y.astype("float32"))
+                          for out, y in zip(outputs, ys)]
+            autograd.backward(losses)
+            self.trainer.step(len(images))
+            stats = self._batch_stats(outputs, ys, losses)
+            # Reading a value is a sync point: read the previous batch's, so the device always
+            # has this batch queued while Python waits.
+            if pending is not None:
+                results.append(self._finish(pending, epoch, on_batch))
+            pending = (index, stats, len(images))
+        if pending is not None:
+            results.append(self._finish(pending, epoch, on_batch))
+        return results, should_stop()
+
+    def _batch_stats(self, outputs, ys, losses):
+        ctx = self.contexts[0]
+        parts = [mx.nd.concat(loss.sum(), (out.argmax(axis=1) == y.astype(out.dtype)).sum()
+                              .astype("float32"), dim=0).as_in_context(ctx)
+                 for out, y, loss in zip(outputs, ys, losses)]
+        return mx.nd.add_n(*parts) if len(parts) > 1 else parts[0]
+
+    @staticmethod
+    def _finish(pending, epoch, on_batch):
+        index, stats, count = pending
+        loss_sum, correct = (float(v) for v in stats.asnumpy())
+        if not math.isfinite(loss_sum):
+            raise Diverged(epoch, index)
+        result = BatchResult(index, loss_sum, int(round(correct)), count)
+        on_batch(result)
+        return result
+
+    def evaluate(self, split):
+        """(mean loss, accuracy, images) over every image of split exactly once."""
+        ctx = self.contexts[0]
+        loss_total = mx.nd.zeros((1,), ctx=ctx)
+        correct_total = mx.nd.zeros((1,), ctx=ctx)
+        for images, labels, valid in eval_batches(split, self.eval_batch_size):
+            xs = self._load(images)
+            outputs = [self.net(x).astype("float32").as_in_context(ctx) for x in xs]
+            out = mx.nd.concat(*outputs, dim=0)[:valid]
+            y = mx.nd.array(labels[:valid], ctx=ctx)
+            loss_total += self.loss_fn(out, y).sum()
+            correct_total += (out.argmax(axis=1) == y).sum()
+        n = len(split)
+        return float(loss_total.asscalar()) / n, float(correct_total.asscalar()) / n, n
+
+    def save_params(self, path):
+        """Weights in the standard Gluon format (net.load_parameters reads them)."""
+        from train_cli.rundir import atomic_write
+        atomic_write(path, lambda tmp: self.net.save_parameters(str(tmp)))
+
+    def load_params(self, path):
+        self.net.load_parameters(str(path), ctx=self.contexts)
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch, batch):
+        super().__init__(f"the training loss became NaN/inf at epoch {epoch + 1}, batch "
+                         f"{batch + 1}: the learning rate is probably too high for this model; "
+                         "try a lower --lr")
+        self.epoch, self.batch = epoch, batch

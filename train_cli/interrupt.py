@@ -1,0 +1,47 @@
+"""Ctrl-C / SIGTERM: finish the current batch, then stop cleanly; a second Ctrl-C quits at once.
+
+Everything a run writes is atomic, so quitting at any instant (second Ctrl-C, SIGKILL) leaves the
+previous checkpoint readable.
+"""
+import os
+import signal
+import sys
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report
+
+
+class StopRequests:
+    """Context manager that turns SIGINT/SIGTERM into a flag polled at batch boundaries."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in EXIT_CODES:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            sys.stderr.write("\nsecond Ctrl-C: quitting now (the last checkpoint is intact)\n")
+            os._exit(EXIT_CODES[signum])
+        self.signum = self.signum or signum
+        sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping after this batch "
+                         "(Ctrl-C again to quit at once)\n")
+
+    def is_set(self):
+        return self.signum is not None
+
+    @property
+    def name(self):
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self):
+        return EXIT_CODES.get(self.signum, 130)

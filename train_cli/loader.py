@@ -1,0 +1,102 @@
+"""Arrays -> batches, prepared ahead of the training step by a background thread.
+
+A training epoch's order and augmentation depend only on (seed, epoch), never on what ran before,
+so a resumed run sees exactly the batches an uninterrupted one would have seen.
+"""
+import queue
+import threading
+
+import numpy as np
+
+from train_cli.augment import AUGMENTATIONS, normalise
+
+
+def epoch_rng(seed, epoch):
+    """The generator that shuffles and augments one epoch (epoch is 0-based)."""
+    return np.random.default_rng([seed, epoch])
+
+
+def train_batches(split, batch_size, seed, epoch, augment):
+    """Yield (images float32 NCHW, labels float32) of one shuffled, augmented epoch.
+
+    The last incomplete batch is dropped, as in most CIFAR recipes: a tiny batch would give a
+    noisy step and BatchNorm statistics from a handful of images.
+    """
+    rng = epoch_rng(seed, epoch)
+    order = rng.permutation(len(split))
+    transform = AUGMENTATIONS[augment]
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        idx = order[start:start + batch_size]
+        images = transform(split.images[idx], rng)
+        yield normalise(images), split.labels[idx].astype(np.float32)
+
+
+def eval_batches(split, batch_size):
+    """Yield (images, labels, valid) covering every image exactly once, in order.
+
+    The last batch is padded to full size (so the compiled graph keeps one shape) and `valid`
+    says how many of its rows are real.
+    """
+    n = len(split)
+    for start in range(0, n, batch_size):
+        images, labels = split.images[start:start + batch_size], split.labels[start:start + batch_size]
+        valid = len(labels)
+        if valid < batch_size:
+            images = np.concatenate([images, np.zeros((batch_size - valid,) + images.shape[1:],
+                                                      dtype=images.dtype)])
+            labels = np.concatenate([labels, np.zeros(batch_size - valid, dtype=labels.dtype)])
+        yield normalise(images), labels.astype(np.float32), valid
+
+
+class Prefetcher:
+    """Run a batch generator in a background thread, `depth` batches ahead of the consumer.
+
+    numpy releases the GIL while it copies and converts, so the next batches are prepared while
+    MXNet computes the current step. Use as a context manager so the thread stops with the loop,
+    also when the loop is left early (interrupt, divergence).
+    """
+
+    _DONE = object()
+
+    def __init__(self, generator, depth=3):
+        self._gen = generator
+        self._queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, daemon=True, name="prefetch")
+
+    def _produce(self):
+        try:
+            for item in self._gen:
+                if not self._put(item):
+                    return
+        except BaseException as e:  # handed to the consumer, re-raised there
+            self._put(e)
+            return
+        self._put(self._DONE)
+
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False

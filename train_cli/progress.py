@@ -1,0 +1,52 @@
+"""What a run prints: a live bar per epoch on a terminal, one plain line per epoch always."""
+import sys
+import time
+
+import click
+
+
+def epoch_line(row, epochs):
+    """The line printed after each epoch (also what a log file gets)."""
+    return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4g}  "
+            f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
+            f"{row['epoch_seconds']:.1f}s  {row['train_img_per_s']:.1f} img/s")
+
+
+class EpochProgress:
+    """A tqdm bar with running loss, accuracy, lr and img/s, shown only when stdout is a TTY.
+
+    Redrawing a bar into a log file would fill it with carriage returns; there the caller's
+    per-epoch line is the whole record.
+    """
+
+    def __init__(self, epoch, epochs, total_batches, lr, enabled=None):
+        self.lr = lr
+        self.loss = self.correct = self.count = 0
+        self.start = time.perf_counter()
+        if enabled is None:
+            enabled = sys.stdout.isatty()
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total_batches, desc=f"epoch {epoch + 1}/{epochs}",
+                            file=sys.stdout, leave=False, dynamic_ncols=True, unit="batch")
+
+    def update(self, result):
+        self.loss += result.loss_sum
+        self.correct += result.correct
+        self.count += result.count
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{self.loss / self.count:.4f}",
+                                 acc=f"{self.correct / self.count:.4f}", lr=f"{self.lr:.4g}",
+                                 img_s=f"{self.count / (time.perf_counter() - self.start):.1f}",
+                                 refresh=False)
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def echo(message="", err=False):
+    click.echo(message, err=err)
