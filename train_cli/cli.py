@@ -21,7 +21,7 @@ class SwishtrainGroup(DefaultGroup):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:  # bad flags: click's own parsing
             where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-            click.echo(f"Error: {e.format_message()}{where}", err=True)
+            click.echo(f"Error: {e.format_message().rstrip('.')}{where}", err=True)
             rv = EXIT_USAGE
         except click.ClickException as e:
             click.echo(f"Error: {e.format_message()}", err=True)
@@ -73,7 +73,7 @@ def config_options(command):
     return command
 
 
-@click.group(cls=SwishtrainGroup, default="train", default_if_no_args=False)
+@click.group("swishtrain", cls=SwishtrainGroup, default="train", default_if_no_args=False)
 @click.version_option(__version__, prog_name="swishtrain")
 def cli():
     """Train VGG on CIFAR-10 with MXNet Gluon and compare activations (ReLU vs Swish).

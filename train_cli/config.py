@@ -31,6 +31,7 @@ class TrainConfig:
     augment: str = "crop-flip"  # crop-flip | flip (what the blog script effectively did) | none
     val_split: int = 0  # 0: validate on the test split; N: hold out N training images
     width: float = 1.0  # scales every channel and dense width, for CPU-sized studies
+    dropout: float = 0.5  # after each of the two dense layers, as VGG
     seed: int = 0
     data_dir: str = ""  # "": $SWISHTRAIN_DATA or ~/.swishtrain/datasets/cifar10
     run_dir: str = ""  # "": runs/<model>-<timestamp>
@@ -63,6 +64,7 @@ HELP = {
     "val_split": "Hold out N training images for validation instead of using the test split; "
                  "the test accuracy of the best epoch is then reported too.",
     "width": "Scale every channel and dense width by F (1.0 = standard VGG).",
+    "dropout": "Dropout rate after each of the two hidden dense layers (VGG uses 0.5).",
     "seed": "Random seed for initialisation, shuffling, augmentation and dropout.",
     "data_dir": "Folder holding CIFAR-10 (or where to download it); default $SWISHTRAIN_DATA or "
                 "~/.swishtrain/datasets/cifar10.",
@@ -151,7 +153,7 @@ PARSERS = {
     "momentum": _float, "wd": _float, "lr_steps": _int_list, "lr_factor": _float,
     "gpus": _int_list, "cpu_devices": _int, "kvstore": _choice(KVSTORES),
     "dtype": _choice(DTYPES), "augment": _choice(AUGMENTS), "val_split": _int, "width": _float,
-    "seed": _int, "data_dir": _str, "run_dir": _str, "hybridize": _bool,
+    "dropout": _float, "seed": _int, "data_dir": _str, "run_dir": _str, "hybridize": _bool,
 }
 
 
@@ -232,6 +234,7 @@ def validate(cfg):
          f"{cfg.batch_size} is smaller than --cpu-devices {cfg.cpu_devices}: every device needs "
          "at least one image per batch")
     need(cfg.width > 0, "width", f"must be positive (got {cfg.width})")
+    need(0 <= cfg.dropout < 1, "dropout", f"must be in [0, 1) (got {cfg.dropout})")
     need(cfg.val_split >= 0, "val_split", f"must be 0 or more (got {cfg.val_split})")
     need(cfg.seed >= 0, "seed", f"must be 0 or more (got {cfg.seed})")
     need(cfg.dtype == "float32" or cfg.gpus, "dtype",

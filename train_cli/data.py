@@ -250,15 +250,15 @@ def _read_pickle(path):
 def load_cifar10(root, val_split=0, url=None, md5=ARCHIVE_MD5, progress=True, warn=print):
     """Find/download CIFAR-10 under root and return its splits as in-memory arrays."""
     fmt, folder = prepare(root, url=url, md5=md5, progress=progress)
+    parts = [read_batch(fmt, folder, name) for name in TRAIN_BATCHES]
+    train = Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+    test_path = Path(folder) / (TEST_BATCH + ".bin" if fmt == "bin" else TEST_BATCH)
+    test = read_batch(fmt, folder, TEST_BATCH) if test_path.is_file() else None
     if fmt == "bin":
         bad = checksum_mismatches(folder)
         if bad:
             warn(f"warning: {', '.join(bad)} in {folder} differ from the official CIFAR-10 files "
                  "(SHA-1); results may not be comparable with published ones")
-    parts = [read_batch(fmt, folder, name) for name in TRAIN_BATCHES]
-    train = Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
-    test_path = Path(folder) / (TEST_BATCH + ".bin" if fmt == "bin" else TEST_BATCH)
-    test = read_batch(fmt, folder, TEST_BATCH) if test_path.is_file() else None
     if not val_split:
         if test is None:
             raise UserError(f"{test_path} is missing, so there is no test split to validate on; "

@@ -62,7 +62,7 @@ class Engine:
         self.dtype = cfg.dtype
         self.batch_size = global_batch_size(cfg.batch_size, contexts)
         self.eval_batch_size = global_batch_size(cfg.eval_batch_size, contexts)
-        self.net = build_model(cfg.model, cfg.width)
+        self.net = build_model(cfg.model, cfg.width, cfg.dropout)
         mx.random.seed(derived_seed(cfg.seed, 0))  # initial weights depend on --seed alone
         self.net.initialize(ctx=contexts)
         self.net(mx.nd.zeros((1,) + IMAGE_SHAPE, ctx=contexts[0]))  # materialise deferred shapes

@@ -110,7 +110,8 @@ def count_params(name, width=1.0, classes=NUM_CLASSES):
 class VGG(nn.HybridBlock):
     """VGG with configurable activation; layout and initialisers as gluon's model zoo."""
 
-    def __init__(self, layers, channels, classes, batch_norm, act, width=1.0, **kwargs):
+    def __init__(self, layers, channels, classes, batch_norm, act, width=1.0, dropout=0.5,
+                 **kwargs):
         super().__init__(**kwargs)
         units = scaled(DENSE_UNITS, width)
         with self.name_scope():
@@ -130,19 +131,19 @@ class VGG(nn.HybridBlock):
                 self.features.add(nn.Dense(units, weight_initializer="normal",
                                            bias_initializer="zeros"))
                 self.features.add(make_activation(act))
-                self.features.add(nn.Dropout(rate=0.5))
+                self.features.add(nn.Dropout(rate=dropout))
             self.output = nn.Dense(classes, weight_initializer="normal", bias_initializer="zeros")
 
     def hybrid_forward(self, F, x):
         return self.output(self.features(x))
 
 
-def build_model(name, width=1.0, classes=NUM_CLASSES):
+def build_model(name, width=1.0, dropout=0.5, classes=NUM_CLASSES):
     """A fresh, uninitialised network for a registered name."""
     depth, batch_norm, act = parse_name(name)
     check_width(width)
     layers, channels = VGG_SPEC[depth]
-    return VGG(layers, channels, classes, batch_norm, act, width=width)
+    return VGG(layers, channels, classes, batch_norm, act, width=width, dropout=dropout)
 
 
 def trainable_param_count(net):

@@ -48,8 +48,10 @@ def default_run_dir(model):
 
 def start(cfg, overwrite=False, progress_bar=None):
     """Train a new run; return its summary dict."""
-    contexts, data = _prepare(cfg)  # fail on devices or data before any folder is made
-    run = RunDir.create(cfg.run_dir or default_run_dir(cfg.model), overwrite=overwrite)
+    path = cfg.run_dir or default_run_dir(cfg.model)
+    RunDir.check_new(path, overwrite)  # fail fast, and on devices or data before any
+    contexts, data = _prepare(cfg)     # folder is made or replaced
+    run = RunDir.create(path, overwrite=overwrite)
     return _train(cfg, run, contexts, data, restored=None, progress_bar=progress_bar)
 
 

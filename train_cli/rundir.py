@@ -105,9 +105,9 @@ class RunDir:
     def file(self, name):
         return self.path / name
 
-    @classmethod
-    def create(cls, path, overwrite=False):
-        """Make a fresh run folder; a non-empty one is refused unless overwrite is explicit."""
+    @staticmethod
+    def check_new(path, overwrite=False):
+        """Raise UserError unless path can become a fresh run folder (changes nothing)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise UserError(f"--run-dir {path} is a file; choose a folder")
@@ -119,6 +119,13 @@ class RunDir:
             if not (path / CONFIG).is_file():
                 raise UserError(f"--overwrite refused: {path} does not look like a run folder "
                                 f"(no {CONFIG}), so nothing in it was deleted")
+
+    @classmethod
+    def create(cls, path, overwrite=False):
+        """Make a fresh run folder; a non-empty one is refused unless overwrite is explicit."""
+        path = Path(path)
+        cls.check_new(path, overwrite)
+        if path.is_dir() and any(path.iterdir()):
             shutil.rmtree(path)
         try:
             path.mkdir(parents=True, exist_ok=True)

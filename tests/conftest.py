@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests never touch the network or ../shared: data is written under tmp_path."""
+import os
+
+import pytest
+from click.testing import CliRunner
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")  # before mxnet is imported (via train_cli)
+
+from helpers import write_cifar  # noqa: E402
+from train_cli.cli import cli  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_internet_no_home(monkeypatch, tmp_path_factory):
+    """Downloads go to a closed loopback port; the default data folder is a temporary one."""
+    monkeypatch.setenv("SWISHTRAIN_CIFAR10_URL", "http://127.0.0.1:9/cifar-10-binary.tar.gz")
+    monkeypatch.setenv("SWISHTRAIN_DATA", str(tmp_path_factory.mktemp("default-data")))
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """A small learnable CIFAR-10 binary copy: 200 training and 30 test images."""
+    return write_cifar(tmp_path / "cifar", per_batch=40, test=30)
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke `swishtrain ARGS...` in-process; returns click's Result."""
+    def invoke(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return invoke
