@@ -23,8 +23,9 @@ class StopRequests:
         return self
 
     def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        if self.signum is None:  # after a stop request, a second Ctrl-C must still quit at once
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
         return False
 
     def _handle(self, signum, frame):
