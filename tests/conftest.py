@@ -6,8 +6,9 @@ from click.testing import CliRunner
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")  # before mxnet is imported (via train_cli)
 
-from helpers import write_cifar  # noqa: E402
 from train_cli.cli import cli  # noqa: E402
+
+from helpers import write_cifar  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,14 @@
 """Whole-batch augmentation: each output image is a legal transform of its input."""
 import numpy as np
 
-from train_cli.augment import (AUGMENTATIONS, CIFAR10_MEAN, CIFAR10_STD, normalise,
-                               random_crop, random_flip)
+from train_cli.augment import (
+    AUGMENTATIONS,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    normalise,
+    random_crop,
+    random_flip,
+)
 
 
 def images(n=64, seed=0):

@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from helpers import TINY, write_cifar
 from train_cli.models import MODEL_NAMES
 from train_cli.rundir import read_metrics
+
+from helpers import TINY, write_cifar
 
 
 def test_group_help_explains_the_default_command(run_cli):
@@ -83,6 +84,7 @@ def test_config_file_with_flag_override(run_cli, cifar_dir, tmp_path):
 
 def test_shipped_configs_are_valid():
     from pathlib import Path
+
     from train_cli.config import build_config
     configs = sorted(Path(__file__).parent.parent.glob("configs/*.toml"))
     assert len(configs) >= 3

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import make_tar_gz, synthetic_split, write_bin_batch, write_cifar
 from train_cli import data
 from train_cli.errors import UserError
+
+from helpers import make_tar_gz, synthetic_split, write_bin_batch, write_cifar
 
 
 def test_binary_batch_round_trip(tmp_path):

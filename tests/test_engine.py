@@ -5,12 +5,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from helpers import synthetic_split
 from train_cli.config import TrainConfig
 from train_cli.data import Split
 from train_cli.engine import Diverged, Engine, make_contexts
 from train_cli.errors import UsageError
 from train_cli.loader import train_batches
+
+from helpers import synthetic_split
 
 # No BatchNorm and no dropout: the only configuration where a split batch must give exactly the
 # same update as the whole batch (BN normalises per device; dropout draws per device).

@@ -6,8 +6,13 @@ from mxnet import autograd
 
 from train_cli.activations import make_activation
 from train_cli.errors import UsageError
-from train_cli.models import (MODEL_NAMES, build_model, count_params, parse_name,
-                              trainable_param_count)
+from train_cli.models import (
+    MODEL_NAMES,
+    build_model,
+    count_params,
+    parse_name,
+    trainable_param_count,
+)
 
 
 def initialised(net):

@@ -11,9 +11,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from helpers import write_cifar
 from train_cli import checkpoint
 from train_cli.rundir import read_metrics
+
+from helpers import write_cifar
 
 # Long enough epochs (~1 s here) that a signal lands inside one; small enough to stay cheap.
 ARGS = ["--model", "vgg11_bn", "--width", "0.25", "--batch-size", "20", "--lr", "0.05",
@@ -189,7 +190,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
     real_save, calls = mx.nd.save, []
 
     def save_until_disk_full(fname, data):
-        if fname.endswith(".tmp%d" % os.getpid()) and "last.ckpt" in fname:
+        if fname.endswith(f".tmp{os.getpid()}") and "last.ckpt" in fname:
             calls.append(fname)
             if len(calls) == 3:  # epoch-0, epoch-1 checkpoints fit; epoch 2's does not
                 with open(fname, "wb") as f:

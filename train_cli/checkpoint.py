@@ -82,7 +82,8 @@ def load(path):
         elif kind == "state":
             name, _, k = rest.rpartition(":")
             states.setdefault(name, []).append((int(k), arr))
-    states = {name: [a for _, a in sorted(items, key=lambda t: t[0])] for name, items in states.items()}
+    states = {name: [a for _, a in sorted(items, key=lambda t: t[0])]
+              for name, items in states.items()}
     return Checkpoint(params, states, meta)
 
 

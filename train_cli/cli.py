@@ -113,8 +113,8 @@ def train(config_file, resume_dir, overwrite, progress, **values):
             raise click.UsageError("--config cannot be combined with --resume: a resumed run "
                                    "keeps the options it started with")
         return _resume(resume_dir, values, progress)
-    from train_cli.config import build_config, warnings
     from train_cli import run
+    from train_cli.config import build_config, warnings
     cfg = build_config(values, config_file)
     for warning in warnings(cfg):
         click.echo(f"warning: {warning}", err=True)

@@ -173,11 +173,15 @@ def load_toml(path):
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist; check the path given to --config")
+        problem = "does not exist; check the path given to --config"
     except IsADirectoryError:
-        raise UsageError(f"config file {path} is a directory; pass a .toml file to --config")
+        problem = "is a directory; pass a .toml file to --config"
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path} is not valid TOML ({e}); see configs/ for examples")
+        problem = f"is not valid TOML ({e}); see configs/ for examples"
+    else:
+        problem = None
+    if problem:
+        raise UsageError(f"config file {path} {problem}")
     values = {}
     for key, value in raw.items():
         name = key.replace("-", "_")

@@ -71,7 +71,8 @@ def default_data_dir():
 def locate(root):
     """('bin'|'py', folder) of a CIFAR-10 copy in root or one level below it, or None."""
     root = Path(root)
-    for fmt, folder, probe in (("bin", root, "data_batch_1.bin"), ("bin", root / BIN_DIR, "data_batch_1.bin"),
+    for fmt, folder, probe in (("bin", root, "data_batch_1.bin"),
+                               ("bin", root / BIN_DIR, "data_batch_1.bin"),
                                ("py", root, "data_batch_1"), ("py", root / PY_DIR, "data_batch_1")):
         if (folder / probe).is_file():
             return fmt, folder
@@ -251,7 +252,8 @@ def load_cifar10(root, val_split=0, url=None, md5=ARCHIVE_MD5, progress=True, wa
     """Find/download CIFAR-10 under root and return its splits as in-memory arrays."""
     fmt, folder = prepare(root, url=url, md5=md5, progress=progress)
     parts = [read_batch(fmt, folder, name) for name in TRAIN_BATCHES]
-    train = Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+    train = Split(np.concatenate([p.images for p in parts]),
+                  np.concatenate([p.labels for p in parts]))
     test_path = Path(folder) / (TEST_BATCH + ".bin" if fmt == "bin" else TEST_BATCH)
     test = read_batch(fmt, folder, TEST_BATCH) if test_path.is_file() else None
     if fmt == "bin":

@@ -39,7 +39,8 @@ def eval_batches(split, batch_size):
     """
     n = len(split)
     for start in range(0, n, batch_size):
-        images, labels = split.images[start:start + batch_size], split.labels[start:start + batch_size]
+        images = split.images[start:start + batch_size]
+        labels = split.labels[start:start + batch_size]
         valid = len(labels)
         if valid < batch_size:
             images = np.concatenate([images, np.zeros((batch_size - valid,) + images.shape[1:],

@@ -148,7 +148,8 @@ def _train(cfg, run, contexts, data, restored, progress_bar):
             run.write_metrics(state.metrics)
             echo(epoch_line(row, cfg.epochs))
     if stop.is_set():
-        raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; {run.file(CHECKPOINT)} holds "
+        raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
+                      f"{run.file(CHECKPOINT)} holds "
                       f"{state.epochs_done} completed epoch(s), and that epoch restarts on "
                       f"resume.\nResume with: swishtrain resume {shlex.quote(str(run.path))}",
                       exit_code=stop.exit_code)
