@@ -3,6 +3,7 @@
 `train` is the default command, so `swishtrain --model vgg16_bn_swish` means
 `swishtrain train --model vgg16_bn_swish`.
 """
+import signal
 import sys
 
 import click
@@ -10,7 +11,7 @@ from click_default_group import DefaultGroup
 
 from train_cli import __version__
 from train_cli.config import FIELD_NAMES, HELP, PARSERS, TrainConfig, flag
-from train_cli.errors import EXIT_USAGE, UserError
+from train_cli.errors import EXIT_USAGE, Stopped, UserError
 
 
 class SwishtrainGroup(DefaultGroup):
@@ -27,6 +28,8 @@ class SwishtrainGroup(DefaultGroup):
             click.echo(f"Error: {e.format_message()}", err=True)
             rv = e.exit_code
         except UserError as e:  # a domain problem: data, files, config values
+            if isinstance(e, Stopped):  # a further Ctrl-C must not turn exit 130 into a crash
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             click.echo(f"{e.prefix}{e}", err=True)
             rv = e.exit_code
         except click.Abort:
@@ -146,7 +149,8 @@ def resume(run_dir, progress, **values):
 
 def _resume(run_dir, values, progress):
     from train_cli import run
-    cfg, folder, ckpt = run.load_for_resume(run_dir, values)
+    from train_cli.resume import load_for_resume
+    cfg, folder, ckpt = load_for_resume(run_dir, values)
     run.resume(cfg, folder, ckpt, progress_bar=progress)
 
 
@@ -165,6 +169,70 @@ def models(width):
     click.echo(f"{'model':<20} {'parameters':>12}")
     for name in MODEL_NAMES:
         click.echo(f"{name:<20} {count_params(name, width):>12,}")
+
+
+@cli.command(short_help="Compare runs grouped by configuration, with 95% CIs.")
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the comparison as JSON (accuracies as fractions) instead of a table.")
+@click.option("--plot", "plot_file", metavar="FILE.png", type=click.Path(dir_okay=False),
+              help="Also write learning curves (val accuracy, train loss per epoch; mean and "
+                   "min-max band over seeds) to this PNG; needs matplotlib.")
+def compare(run_dirs, as_json, plot_file):
+    """Compare runs: group them by configuration and test the differences.
+
+    Each RUN_DIR is a run folder or a folder searched for them. Runs that differ only in seed
+    (or run/data folder, epochs, eval batch size, hybridize) form one group; a group's best
+    validation accuracy is given as mean ± sample std over its runs. With 2+ groups of 2+ runs
+    each, every pair gets a 95% bootstrap interval of the difference and a verdict. Unfinished
+    runs are included with their epochs so far and marked.
+
+    \b
+    Example:
+      swishtrain compare runs/relu runs/swish --plot curves.png
+    """
+    import json
+
+    from train_cli.compare import compare as compare_runs
+    result = compare_runs(run_dirs)
+    if plot_file:
+        from train_cli.plot import plot_comparison
+        plot_comparison(result, plot_file)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.format_table())
+    if plot_file:
+        click.echo(f"curves written to {plot_file}", err=as_json)
+
+
+@cli.command(short_help="Accuracy of a run's saved weights on a split.")
+@click.argument("run_dir")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True,
+              help="Images to evaluate on: test, val (the run's own validation split: the test "
+                   "split, or the images held out by its --val-split), or train.")
+@click.option("--data-dir", default=None, type=FieldType("data_dir"),
+              help="Where CIFAR-10 is now, if it moved since the run [default: the run's].")
+@click.option("--params", type=click.Choice(["best", "last"]), default="best",
+              show_default=True,
+              help="Weights to load: best (best.params, the best validation epoch) or last "
+                   "(last.ckpt, the last completed epoch).")
+def evaluate(run_dir, split, data_dir, params):
+    """Evaluate a run's saved weights on a split, every image exactly once.
+
+    The network and the data split are rebuilt from the run's config.json, so `--split val` is
+    the very split the run validated on. Prints e.g. `test accuracy of best.params: 0.8123 on
+    10,000 images (loss 0.6021)`.
+
+    \b
+    Example:
+      swishtrain evaluate runs/vgg16_bn_swish-20261129-101500 --split test
+    """
+    from train_cli.evaluate import evaluate_run
+    result = evaluate_run(run_dir, split=split, data_dir=data_dir, params=params,
+                          warn=lambda m: click.echo(m, err=True))
+    click.echo(result.line())
 
 
 def main():

@@ -13,6 +13,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from train_cli.distributed import Cluster, prime_trainer
 from train_cli.errors import UsageError, UserError
 from train_cli.loader import eval_batches
 from train_cli.models import IMAGE_SHAPE, build_model
@@ -55,13 +56,16 @@ class BatchResult:
 
 
 class Engine:
-    """A network, its trainer and the contexts it runs on."""
+    """A network, its trainer and the contexts it runs on (in one process of a cluster)."""
 
-    def __init__(self, cfg, contexts, kvstore=None):
+    def __init__(self, cfg, contexts, cluster=None, lr_scheduler=None):
+        cluster = cluster or Cluster()
         self.contexts = contexts
         self.dtype = cfg.dtype
-        self.batch_size = global_batch_size(cfg.batch_size, contexts)
+        self.batch_size = global_batch_size(cfg.batch_size, contexts)  # this process's share
+        self.global_batch = self.batch_size * cluster.num_workers  # one optimiser step
         self.eval_batch_size = global_batch_size(cfg.eval_batch_size, contexts)
+        self.schedule_on_servers = lr_scheduler is not None
         self.net = build_model(cfg.model, cfg.width, cfg.dropout)
         mx.random.seed(derived_seed(cfg.seed, 0))  # initial weights depend on --seed alone
         self.net.initialize(ctx=contexts)
@@ -71,11 +75,17 @@ class Engine:
         if cfg.hybridize:
             # static_alloc/static_shape: memory planned once per shape, no per-step re-planning
             self.net.hybridize(static_alloc=True, static_shape=True)
+        optimizer = {"learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
+                     "multi_precision": cfg.dtype == "float16"}
+        if lr_scheduler is not None:
+            optimizer["lr_scheduler"] = lr_scheduler
         self.trainer = gluon.Trainer(
-            self.net.collect_params(), "sgd",
-            {"learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
-             "multi_precision": cfg.dtype == "float16"},
-            kvstore=kvstore if kvstore is not None else cfg.kvstore, update_on_kvstore=False)
+            self.net.collect_params(), "sgd", optimizer,
+            kvstore=cluster.kv if cluster.distributed else cfg.kvstore,
+            # update on the workers, where set_learning_rate acts; dist_async cannot
+            update_on_kvstore=not cluster.sync)
+        if cluster.distributed:
+            prime_trainer(self.trainer, self.net.collect_params(), self.global_batch)
         self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def _load(self, array):
@@ -90,7 +100,8 @@ class Engine:
 
         Raises UserError when the loss stops being finite, naming the batch.
         """
-        self.trainer.set_learning_rate(lr)
+        if not self.schedule_on_servers:
+            self.trainer.set_learning_rate(lr)
         mx.random.seed(derived_seed(seed, 1, epoch))  # dropout masks replay on resume
         results, pending = [], None
         for index, (images, labels) in enumerate(batches):
@@ -102,7 +113,7 @@ class Engine:
                 losses = [self.loss_fn(out.astype("float32"), y.astype("float32"))
                           for out, y in zip(outputs, ys)]
             autograd.backward(losses)
-            self.trainer.step(len(images))
+            self.trainer.step(self.global_batch)
             stats = self._batch_stats(outputs, ys, losses)
             # Reading a value is a sync point: read the previous batch's, so the device always
             # has this batch queued while Python waits.
@@ -132,6 +143,11 @@ class Engine:
 
     def evaluate(self, split):
         """(mean loss, accuracy, images) over every image of split exactly once."""
+        loss_sum, correct, n = self.evaluate_sums(split)
+        return loss_sum / max(n, 1), correct / max(n, 1), n
+
+    def evaluate_sums(self, split):
+        """(summed loss, correct predictions, images) over split: what workers add up."""
         ctx = self.contexts[0]
         loss_total = mx.nd.zeros((1,), ctx=ctx)
         correct_total = mx.nd.zeros((1,), ctx=ctx)
@@ -142,8 +158,7 @@ class Engine:
             y = mx.nd.array(labels[:valid], ctx=ctx)
             loss_total += self.loss_fn(out, y).sum()
             correct_total += (out.argmax(axis=1) == y).sum()
-        n = len(split)
-        return float(loss_total.asscalar()) / n, float(correct_total.asscalar()) / n, n
+        return float(loss_total.asscalar()), float(correct_total.asscalar()), len(split)
 
     def save_params(self, path):
         """Weights in the standard Gluon format (net.load_parameters reads them)."""

@@ -16,19 +16,23 @@ def epoch_rng(seed, epoch):
     return np.random.default_rng([seed, epoch])
 
 
-def train_batches(split, batch_size, seed, epoch, augment):
+def train_batches(split, batch_size, seed, epoch, augment, rank=0, num_workers=1):
     """Yield (images float32 NCHW, labels float32) of one shuffled, augmented epoch.
 
-    The last incomplete batch is dropped, as in most CIFAR recipes: a tiny batch would give a
-    noisy step and BatchNorm statistics from a handful of images.
+    With several workers, every worker walks the same permutation in global batches of
+    batch_size * num_workers and takes its own slice of each, so one step of the job covers
+    exactly one global batch. The last incomplete global batch is dropped, as in most CIFAR
+    recipes (a tiny batch gives a noisy step and BatchNorm statistics of a few images).
     """
-    rng = epoch_rng(seed, epoch)
-    order = rng.permutation(len(split))
+    order = epoch_rng(seed, epoch).permutation(len(split))
     transform = AUGMENTATIONS[augment]
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        idx = order[start:start + batch_size]
-        images = transform(split.images[idx], rng)
-        yield normalise(images), split.labels[idx].astype(np.float32)
+    step = batch_size * num_workers
+    for start in range(0, len(order) - step + 1, step):
+        offset = start + rank * batch_size
+        idx = order[offset:offset + batch_size]
+        # augmentation draws depend on the slice's place in the epoch, not on batches before it
+        rng = np.random.default_rng([seed, epoch, offset])
+        yield normalise(transform(split.images[idx], rng)), split.labels[idx].astype(np.float32)
 
 
 def eval_batches(split, batch_size):

@@ -48,5 +48,15 @@ class EpochProgress:
             self.bar.close()
 
 
+_prefix = ""  # "[rank N] " in a distributed job
+
+
+def set_prefix(prefix):
+    global _prefix
+    _prefix = prefix
+
+
 def echo(message="", err=False):
-    click.echo(message, err=err)
+    """Print a message (each of its lines prefixed by this process's rank, if distributed)."""
+    for line in str(message).splitlines() or [""]:
+        click.echo(_prefix + line, err=err)

@@ -1,35 +1,28 @@
 """One training run, from a validated config to a finished run directory.
 
-Phases: (1) data into memory, (2) network and optimiser, fresh or restored from last.ckpt,
-(3) epochs: train, evaluate, checkpoint, (4) summary. Every epoch ends with a checkpoint, so the
-run can be resumed from the last completed epoch at any point.
+Phases: (1) join the cluster and load the data, (2) network and optimiser, fresh or restored
+from last.ckpt, (3) epochs: train, evaluate, checkpoint, (4) summary. Every epoch ends with a
+checkpoint, so a run can be resumed from its last completed epoch whatever stops it.
+In a distributed job every worker runs this; only rank 0 writes the run folder.
 """
-import dataclasses
 import datetime
-import platform
+import hashlib
+import os
 import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 
-import mxnet as mx
-import numpy as np
-
-from train_cli import __version__, checkpoint, threads
-from train_cli.config import from_dict, to_dict, validate
-from train_cli.data import default_data_dir, load_cifar10
-from train_cli.engine import Engine, make_contexts
+from train_cli import checkpoint
+from train_cli.data import Split, default_data_dir, load_cifar10
+from train_cli.distributed import async_scheduler, connect
+from train_cli.engine import Engine, global_batch_size, make_contexts
 from train_cli.errors import Stopped, UserError
 from train_cli.interrupt import StopRequests
 from train_cli.loader import Prefetcher, train_batches
-from train_cli.models import count_params
-from train_cli.progress import EpochProgress, echo, epoch_line
-from train_cli.rundir import BEST_PARAMS, CHECKPOINT, CONFIG, SUMMARY, RunDir
+from train_cli.progress import EpochProgress, echo, epoch_line, set_prefix
+from train_cli.report import print_header, write_config
+from train_cli.rundir import BEST_PARAMS, CHECKPOINT, SUMMARY, RunDir
 from train_cli.schedule import lr_at
-
-# Options that may differ when a run is resumed: they change how long it runs or where it reads
-# data from, never what an epoch computes.
-RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size")
 
 
 @dataclass
@@ -43,78 +36,61 @@ class Progress:
 
 
 def default_run_dir(model):
-    return f"runs/{model}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    # a launcher sets the stamp so that every worker of a job names the same folder
+    stamp = os.environ.get("SWISHTRAIN_RUN_STAMP") or \
+        datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"runs/{model}-{stamp}"
 
 
 def start(cfg, overwrite=False, progress_bar=None):
     """Train a new run; return its summary dict."""
     path = cfg.run_dir or default_run_dir(cfg.model)
-    RunDir.check_new(path, overwrite)  # fail fast, and on devices or data before any
-    contexts, data = _prepare(cfg)     # folder is made or replaced
-    run = RunDir.create(path, overwrite=overwrite)
-    return _train(cfg, run, contexts, data, restored=None, progress_bar=progress_bar)
-
-
-def load_for_resume(run_path, overrides):
-    """(config, run dir, checkpoint) of an earlier run; overrides may only change some options."""
-    run = RunDir.existing(run_path)
-    saved = run.read_json(CONFIG)
-    try:
-        cfg = from_dict(saved["config"])
-    except (KeyError, TypeError, UserError) as e:
-        raise UserError(f"{run.file(CONFIG)} is not a valid swishtrain config ({e})") from None
-    changes = {}
-    for name, value in overrides.items():
-        if value is None or value == getattr(cfg, name):
-            continue
-        if name not in RESUMABLE_OVERRIDES:
-            allowed = ", ".join("--" + n.replace("_", "-") for n in RESUMABLE_OVERRIDES)
-            raise UserError(f"--{name.replace('_', '-')} cannot change when resuming (the run "
-                            f"used {getattr(cfg, name)!r}); only {allowed} may", exit_code=2)
-        changes[name] = value
-    cfg = dataclasses.replace(cfg, **changes)
-    validate(cfg)
-    ckpt = checkpoint.load(run.file(CHECKPOINT))
-    if ckpt.meta.get("epochs_done", 0) > cfg.epochs:
-        raise UserError(f"--epochs {cfg.epochs} is fewer than the {ckpt.meta['epochs_done']} "
-                        "epochs this run has done; give a larger --epochs to extend it",
-                        exit_code=2)
-    if ckpt.meta.get("model") != cfg.model:
-        raise UserError(f"{run.file(CHECKPOINT)} holds a {ckpt.meta.get('model')!r} model but "
-                        f"{run.file(CONFIG)} says {cfg.model!r}; the folder is inconsistent")
-    return cfg, run, ckpt
+    RunDir.check_new(path, overwrite)  # fail before any slow work, and before anything is
+    cluster, contexts, data = _prepare(cfg)  # made or replaced
+    run = RunDir.create(path, overwrite=overwrite) if cluster.writer else RunDir(path)
+    return _train(cfg, run, cluster, contexts, data, None, progress_bar)
 
 
 def resume(cfg, run, ckpt, progress_bar=None):
     """Continue a run from its checkpoint; return its summary dict."""
-    contexts, data = _prepare(cfg)
-    return _train(cfg, run, contexts, data, restored=ckpt, progress_bar=progress_bar)
+    cluster, contexts, data = _prepare(cfg)
+    return _train(cfg, run, cluster, contexts, data, ckpt, progress_bar)
 
 
 def _prepare(cfg):
+    cluster = connect(cfg.kvstore)
+    set_prefix(cluster.prefix())
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
     data = load_cifar10(cfg.data_dir or default_data_dir(), cfg.val_split,
-                        warn=lambda m: echo(m, err=True))
-    return contexts, data
+                        warn=lambda m: echo(m, err=True) if cluster.writer else None)
+    return cluster, contexts, data
 
 
-def _train(cfg, run, contexts, data, restored, progress_bar):
-    # -- 1. data is in memory (_prepare); 2. network and optimiser ----------------------
-    engine = Engine(cfg, contexts)
-    if len(data.train) < engine.batch_size:
-        raise UserError(f"only {len(data.train)} training images, fewer than one batch of "
-                        f"{engine.batch_size}; lower --batch-size or --val-split")
+def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
+    # -- 2. network and optimiser -------------------------------------------------------
     state = Progress()
     if restored is not None:
-        checkpoint.restore(restored, engine.net, engine.trainer, run.file(CHECKPOINT))
         state = Progress(**{k: restored.meta[k] for k in Progress.__dataclass_fields__})
-    _write_config(run, cfg, contexts, engine, data, resumed=restored is not None)
-    _print_header(cfg, run, contexts, engine, data, state)
-    if restored is None:
-        _save_checkpoint(run, engine, cfg, state)  # epoch 0: a run stopped in epoch 1 resumes too
+    per_worker = len(data.train) // cluster.num_workers
+    scheduler = None
+    if not cluster.sync:  # dist_async: the servers run the optimiser and its schedule
+        batch = global_batch_size(cfg.batch_size, contexts)
+        scheduler, _ = async_scheduler(cfg, (per_worker // batch) * cluster.num_workers,
+                                       state.epochs_done)
+    engine = Engine(cfg, contexts, cluster, lr_scheduler=scheduler)
+    batches_per_epoch = len(data.train) // engine.global_batch
+    if batches_per_epoch == 0:
+        raise UserError(f"only {len(data.train)} training images, fewer than one batch of "
+                        f"{engine.global_batch}; lower --batch-size or --val-split")
+    if restored is not None:
+        checkpoint.restore(restored, engine.net, engine.trainer, run.file(CHECKPOINT))
+    if cluster.writer:
+        write_config(run, cfg, contexts, engine, cluster, data, resumed=restored is not None)
+        if restored is None:  # epoch 0: a run stopped during epoch 1 can be resumed too
+            _save_checkpoint(run, engine, cfg, state)
+    print_header(cfg, run, contexts, engine, cluster, data, state)
 
     # -- 3. epochs ----------------------------------------------------------------------
-    batches_per_epoch = len(data.train) // engine.batch_size
     with StopRequests() as stop:
         for epoch in range(state.epochs_done, cfg.epochs):
             if stop.is_set():
@@ -124,7 +100,8 @@ def _train(cfg, run, contexts, data, restored, progress_bar):
             started = time.perf_counter()
             try:
                 with Prefetcher(train_batches(data.train, engine.batch_size, cfg.seed, epoch,
-                                              cfg.augment)) as batches:
+                                              cfg.augment, cluster.rank,
+                                              cluster.num_workers)) as batches:
                     results, stopped = engine.train_epoch(batches, lr, cfg.seed, epoch,
                                                           stop.is_set, bar.update)
             finally:
@@ -132,80 +109,80 @@ def _train(cfg, run, contexts, data, restored, progress_bar):
             train_seconds = time.perf_counter() - started
             if stopped:
                 break
-            val_loss, val_acc, _ = engine.evaluate(data.val)
+            val_loss, val_acc, _ = _evaluate(engine, cluster, data.val)
             seen = sum(r.count for r in results)
             row = dict(epoch=epoch + 1, lr=lr, train_loss=sum(r.loss_sum for r in results) / seen,
                        train_acc=sum(r.correct for r in results) / seen, val_loss=val_loss,
                        val_acc=val_acc, epoch_seconds=time.perf_counter() - started,
-                       train_img_per_s=seen / train_seconds)
+                       train_img_per_s=seen * cluster.num_workers / train_seconds)
             state.metrics.append(row)
             state.epochs_done = epoch + 1
             state.elapsed += row["epoch_seconds"]
-            if val_acc > state.best_val_acc:
+            improved = val_acc > state.best_val_acc
+            if improved:
                 state.best_val_acc, state.best_epoch = val_acc, epoch + 1
-                engine.save_params(run.file(BEST_PARAMS))
-            _save_checkpoint(run, engine, cfg, state)
-            run.write_metrics(state.metrics)
+            if cluster.writer:
+                if improved:
+                    engine.save_params(run.file(BEST_PARAMS))
+                _save_checkpoint(run, engine, cfg, state)
+                run.write_metrics(state.metrics)
             echo(epoch_line(row, cfg.epochs))
     if stop.is_set():
         raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
-                      f"{run.file(CHECKPOINT)} holds "
-                      f"{state.epochs_done} completed epoch(s), and that epoch restarts on "
-                      f"resume.\nResume with: swishtrain resume {shlex.quote(str(run.path))}",
+                      f"{run.file(CHECKPOINT)} holds {state.epochs_done} completed epoch(s), "
+                      "and the interrupted epoch restarts on resume.\n"
+                      f"Resume with: swishtrain resume {shlex.quote(str(run.path))}",
                       exit_code=stop.exit_code)
+    return _finish(cfg, run, cluster, engine, data, state)
 
+
+def _finish(cfg, run, cluster, engine, data, state):
     # -- 4. summary ---------------------------------------------------------------------
     summary = dict(model=cfg.model, best_val_acc=state.best_val_acc, best_epoch=state.best_epoch,
                    final_val_acc=state.metrics[-1]["val_acc"], val_images=len(data.val),
                    val_is_test=data.val_is_test, test_acc=None, test_images=None,
-                   epochs=state.epochs_done, total_seconds=state.elapsed)
+                   epochs=state.epochs_done, total_seconds=state.elapsed,
+                   workers=cluster.num_workers)
     if not data.val_is_test:
         if data.test is None:
             echo(f"note: {data.source} has no test batch, so no test accuracy is reported")
         else:
+            cluster.barrier()  # rank 0 has written best.params
             engine.load_params(run.file(BEST_PARAMS))
-            _, summary["test_acc"], summary["test_images"] = engine.evaluate(data.test)
+            _, summary["test_acc"], summary["test_images"] = _evaluate(engine, cluster, data.test)
             echo(f"Test accuracy of the best epoch ({state.best_epoch}): "
                  f"{summary['test_acc']:.4f} on {summary['test_images']} images")
-    run.write_json(SUMMARY, summary)
+    if cluster.distributed:  # replicas must agree; a differing digest means they drifted
+        summary["params_sha1"] = params_digest(engine.net)
+        echo(f"parameters sha1: {summary['params_sha1']}")
+    if cluster.writer:
+        run.write_json(SUMMARY, summary)
     echo(f"Run folder: {run.path}")
     echo(f"Best validation accuracy: {state.best_val_acc:.4f} at epoch {state.best_epoch}")
     return summary
 
 
+def _evaluate(engine, cluster, split):
+    """(mean loss, accuracy, images) over every image of split exactly once, job-wide."""
+    if not (cluster.distributed and cluster.sync):
+        # locally, and in dist_async where replicas differ: each process evaluates its own
+        # network on the whole split (rank 0's figures are the ones recorded)
+        return engine.evaluate(split)
+    shard = Split(split.images[cluster.rank::cluster.num_workers],
+                  split.labels[cluster.rank::cluster.num_workers])
+    loss_sum, correct, n = cluster.sum(engine.evaluate_sums(shard))
+    return loss_sum / n, correct / n, int(round(n))
+
+
+def params_digest(net):
+    """SHA-1 over every parameter's bytes, in name order."""
+    h = hashlib.sha1()
+    for name, p in sorted(net._collect_params_with_prefix().items()):
+        h.update(name.encode())
+        h.update(p.data().asnumpy().tobytes())
+    return h.hexdigest()
+
+
 def _save_checkpoint(run, engine, cfg, state):
     meta = dict(model=cfg.model, width=cfg.width, **state.__dict__)
     checkpoint.save(run.file(CHECKPOINT), engine.net, engine.trainer, meta)
-
-
-def _write_config(run, cfg, contexts, engine, data, resumed):
-    previous = run.read_json(CONFIG) if resumed else {}
-    sessions = previous.get("sessions", []) + [dict(
-        started=datetime.datetime.now().isoformat(timespec="seconds"),
-        command=" ".join(shlex.quote(a) for a in ["swishtrain"] + sys.argv[1:]),
-        resumed=resumed)]
-    run.write_json(CONFIG, dict(
-        swishtrain=__version__, config=to_dict(cfg),
-        devices=[str(c) for c in contexts], global_batch_size=engine.batch_size,
-        parameters=count_params(cfg.model, cfg.width),
-        data=dict(source=data.source, train_images=len(data.train), val_images=len(data.val),
-                  val_is_test=data.val_is_test,
-                  test_images=len(data.test) if data.test is not None else None),
-        versions=dict(mxnet=mx.__version__, numpy=np.__version__,
-                      python=platform.python_version()),
-        threads=threads.configure(), sessions=sessions))
-
-
-def _print_header(cfg, run, contexts, engine, data, state):
-    val = "test split" if data.val_is_test else "held out from train"
-    echo(f"swishtrain {__version__}: {cfg.model} (width {cfg.width:g}, "
-         f"{count_params(cfg.model, cfg.width):,} parameters) on "
-         f"{', '.join(map(str, contexts))}, batch {engine.batch_size}")
-    echo(f"data: {len(data.train):,} train / {len(data.val):,} validation ({val}) images "
-         f"from {data.source}")
-    if state.epochs_done >= cfg.epochs:
-        echo(f"all {cfg.epochs} epochs are done; pass --epochs N to train longer")
-    elif state.epochs_done:
-        echo(f"resuming after epoch {state.epochs_done} (best so far "
-             f"{state.best_val_acc:.4f} at epoch {state.best_epoch})")
-    echo(f"run folder: {run.path}")

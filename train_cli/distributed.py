@@ -1,0 +1,102 @@
+"""Several training processes on MXNet's parameter-server KVStore (ps-lite), as one run.
+
+Each worker trains on its slice of every global batch; the servers sum the gradients. Facts that
+shape this module (measured with mxnet 1.9.1 on 127.0.0.1; see docs/DISTRIBUTED.md):
+- With update_on_kvstore=True the optimizer runs on the servers, and Trainer.set_learning_rate
+  never reaches them (apache/mxnet#15919). In sync modes we update on the workers instead
+  (update_on_kvstore=False): the servers only sum gradients, and the schedule acts where it is set.
+- The first gradient push can overtake the initial weight broadcast and overwrite the weights;
+  `prime_trainer` completes the broadcast and waits at a barrier before the first step.
+- A worker that dies leaves the others waiting forever; the launcher tears the job down.
+- dist_async forces updates on the servers, so its schedule is a server-side MultiFactorScheduler
+  counted in pushes (every worker's push is one update there).
+"""
+import os
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+
+from train_cli.errors import UsageError
+
+_SUM_KEY = 999_999  # a key no parameter uses (the Trainer uses 0..n_params-1)
+
+
+@dataclass
+class Cluster:
+    """Where this process stands: rank, number of workers, and the KVStore (None locally)."""
+    kv: object = None
+    rank: int = 0
+    num_workers: int = 1
+    kind: str = "local"
+
+    @property
+    def distributed(self):
+        return self.kv is not None
+
+    @property
+    def sync(self):
+        """Workers apply the updates (all modes but dist_async)."""
+        return "async" not in self.kind
+
+    @property
+    def writer(self):
+        """Only rank 0 writes the run folder."""
+        return self.rank == 0
+
+    def barrier(self):
+        if self.distributed:
+            self.kv._barrier()
+
+    def sum(self, values):
+        """Element-wise sum of a small float vector over all workers (sync modes only)."""
+        values = np.asarray(values, dtype=np.float64)
+        if not self.distributed:
+            return values
+        # float32 on the wire: exact for counts up to 2**24, ample for CIFAR's 60,000 images
+        local = mx.nd.array(values, dtype="float32")
+        if not getattr(self, "_sum_ready", False):
+            self.kv.init(_SUM_KEY, mx.nd.zeros(local.shape))
+            self._sum_ready = True
+        out = mx.nd.zeros(local.shape)
+        self.kv.pushpull(_SUM_KEY, local, out=out)
+        return out.asnumpy().astype(np.float64)
+
+    def prefix(self):
+        return f"[rank {self.rank}] " if self.distributed else ""
+
+
+def connect(kvstore):
+    """Join the job described by the DMLC_* environment, or return the local Cluster."""
+    if not kvstore.startswith("dist"):
+        return Cluster()
+    if os.environ.get("DMLC_ROLE") != "worker":
+        raise UsageError(f"--kvstore {kvstore} needs the scheduler, servers and workers of a "
+                         "distributed job; start it with `swishtrain launch -n 2 -- <train "
+                         "options>`")
+    kv = mx.kv.create(kvstore)  # blocks until every worker and server has registered
+    return Cluster(kv=kv, rank=kv.rank, num_workers=kv.num_workers, kind=kvstore)
+
+
+def prime_trainer(trainer, params, global_batch):
+    """Finish the KVStore's initial weight broadcast on every worker before any gradient push."""
+    # rescale_grad must be final first: with update_on_kvstore the optimizer is pickled to the
+    # servers inside _init_kvstore, once.
+    trainer._optimizer.rescale_grad = trainer._scale / global_batch
+    trainer._init_kvstore()
+    trainer._init_params()
+    for p in params.values():
+        p.data().wait_to_read()
+    if trainer._kvstore is not None and "dist" in trainer._kvstore.type:
+        trainer._kvstore._barrier()
+
+
+def async_scheduler(cfg, pushes_per_epoch, epochs_done=0):
+    """Server-side learning-rate schedule for dist_async, counted in server updates."""
+    from train_cli.schedule import lr_at
+    base = lr_at(epochs_done, cfg.lr, cfg.lr_steps, cfg.lr_factor)
+    steps = [(s - epochs_done) * pushes_per_epoch for s in cfg.lr_steps if s > epochs_done]
+    if not steps:
+        return None, base
+    return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=cfg.lr_factor,
+                                                base_lr=base), base

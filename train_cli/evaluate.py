@@ -1,0 +1,91 @@
+"""Re-evaluate a run's saved weights on a CIFAR-10 split, every image exactly once.
+
+The network is rebuilt from the run's config.json; the data is split exactly as the run split it
+(the held-out validation images depend only on --val-split, not on --seed), so `val` here is the
+run's validation split.
+"""
+from dataclasses import dataclass
+
+from train_cli.config import from_dict
+from train_cli.data import default_data_dir, load_cifar10
+from train_cli.errors import UserError
+from train_cli.rundir import BEST_PARAMS, CHECKPOINT, CONFIG, RunDir
+
+SPLITS = ("test", "val", "train")
+PARAMS = {"best": BEST_PARAMS, "last": CHECKPOINT}
+
+
+@dataclass
+class Evaluation:
+    split: str
+    params_file: str  # best.params or last.ckpt
+    loss: float
+    accuracy: float
+    images: int
+    val_is_test: bool
+
+    def line(self):
+        """The sentence the evaluate command prints."""
+        same = " (the run validated on the test split)" if self.val_is_test and \
+            self.split in ("val", "test") else ""
+        return (f"{self.split} accuracy of {self.params_file}: {self.accuracy:.4f} on "
+                f"{self.images:,} images (loss {self.loss:.4f}){same}")
+
+
+def run_config(run):
+    """The TrainConfig a run folder was trained with."""
+    saved = run.read_json(CONFIG)
+    try:
+        return from_dict(saved["config"])
+    except (KeyError, TypeError, UserError) as e:
+        raise UserError(f"{run.file(CONFIG)} is not a valid swishtrain config ({e})") from None
+
+
+def pick_split(data, split):
+    """The Split object for 'test', 'val' or 'train' of a loaded Cifar10."""
+    if split == "test":
+        if data.test is None:
+            raise UserError(f"{data.source} has no test batch; restore test_batch there or "
+                            "use --split val")
+        return data.test
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}", exit_code=2)
+    return data.val if split == "val" else data.train
+
+
+def evaluate_run(run_dir, split="test", data_dir=None, params="best", warn=print):
+    """Load a run's weights (best.params or last.ckpt) and evaluate them on a split."""
+    run = RunDir.existing(run_dir)
+    cfg = run_config(run)
+    weights = run.file(PARAMS[params])
+    if not weights.is_file():
+        hint = ("no epoch has completed yet" if params == "best"
+                else "try --params best")
+        raise UserError(f"{weights} is missing ({hint}); nothing to evaluate")
+    data = load_cifar10(data_dir or cfg.data_dir or default_data_dir(), cfg.val_split,
+                        warn=warn)
+    images = pick_split(data, split)
+
+    # mxnet is imported only now, after the cheap checks above have passed
+    from train_cli import checkpoint
+    from train_cli.engine import Engine, make_contexts
+    engine = Engine(cfg, make_contexts(cfg.gpus, cfg.cpu_devices))
+    if params == "best":
+        _load_params(engine, weights, cfg.model)
+    else:
+        ckpt = checkpoint.load(weights)
+        checkpoint.restore(ckpt, engine.net, engine.trainer, weights)
+    loss, accuracy, n = engine.evaluate(images)
+    return Evaluation(split, weights.name, loss, accuracy, n, data.val_is_test)
+
+
+def _load_params(engine, path, model):
+    import mxnet as mx
+    try:
+        engine.load_params(path)
+    except (mx.base.MXNetError, AssertionError, ValueError) as e:
+        # MXNet's messages carry a C++ traceback; the last line is the one that says what failed
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        why = lines[-1].removeprefix("MXNetError: ")
+        raise UserError(f"{path} cannot be loaded into this run's {model} network "
+                        f"({why}); the file is corrupt or from another model") from None
