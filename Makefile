@@ -21,6 +21,8 @@ $(STAMP): setup.cfg pyproject.toml
 	  echo "error: $(PYTHON) is Python $$("$(PYTHON)" -c 'import platform; print(platform.python_version())'), swishtrain needs 3.11: make PYTHON=/path/to/python3.11"; exit 1; }
 	"$(PYTHON)" -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# compile the fused Swish operators now rather than at the first run (falls back if it can't)
+	-$(BIN)/python -m train_cli.swish_op
 	@touch $(STAMP)
 
 test: install
