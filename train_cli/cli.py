@@ -3,8 +3,10 @@
 `train` is the default command, so `swishtrain --model vgg16_bn_swish` means
 `swishtrain train --model vgg16_bn_swish`.
 """
+import os
 import signal
 import sys
+import traceback
 
 import click
 from click_default_group import DefaultGroup
@@ -171,6 +173,42 @@ def models(width):
         click.echo(f"{name:<20} {count_params(name, width):>12,}")
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--workers", type=click.IntRange(min=1), required=True,
+              help="Number of worker processes (each trains on its slice of every batch).")
+@click.option("-s", "--servers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of parameter-server processes.")
+@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
+              help="File with one host per line: servers and workers start there over ssh "
+                   "(round-robin); needs --root-uri and the same checkout path on every host.")
+@click.option("--root-uri", default="127.0.0.1", show_default=True,
+              help="Address of this machine where the scheduler listens (with --hostfile).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Stop the whole job after this many seconds.")
+@click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
+def launch(workers, servers, hostfile, root_uri, timeout, train_args):
+    """Train on several processes (or machines) with MXNet's parameter-server KVStore.
+
+    Starts a scheduler, servers and workers with the DMLC_* environment (on 127.0.0.1 unless
+    --hostfile is given), forwards their output, and stops them all if one fails. Options
+    after `--` go to `swishtrain train` on every worker; --kvstore defaults to dist_sync.
+    --batch-size stays per worker, so the global batch is workers x batch size.
+
+    \b
+    Example (2 workers, 1 server on this machine):
+      swishtrain launch -n 2 -- --model vgg11_bn --width 0.25 --epochs 10
+    """
+    from train_cli.launch import run_job
+    hosts = []
+    if hostfile:
+        with open(hostfile) as f:
+            hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
+        if not hosts:
+            raise click.UsageError(f"--hostfile {hostfile} lists no hosts")
+    run_job(workers, servers, list(train_args), hosts=hosts, root_uri=root_uri,
+            timeout=timeout, echo=lambda line: click.echo(line))
+
+
 @cli.command(short_help="Compare runs grouped by configuration, with 95% CIs.")
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True,
@@ -236,4 +274,19 @@ def evaluate(run_dir, split, data_dir, params):
 
 
 def main():
-    cli()
+    if os.environ.get("DMLC_ROLE") != "worker":
+        return cli()
+    # A distributed worker that fails must exit at once: at a normal exit ps-lite waits at a
+    # barrier for peers that will never come, and the job hangs.
+    try:
+        cli()
+    except SystemExit as e:
+        if e.code:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.code if isinstance(e.code, int) else 1)
+        raise
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)

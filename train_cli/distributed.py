@@ -19,7 +19,7 @@ import numpy as np
 
 from train_cli.errors import UsageError
 
-_SUM_KEY = 999_999  # a key no parameter uses (the Trainer uses 0..n_params-1)
+_SUM_KEYS = 1_000_000  # keys from here down serve `Cluster.sum` (parameters use 0..n-1)
 
 
 @dataclass
@@ -55,11 +55,12 @@ class Cluster:
             return values
         # float32 on the wire: exact for counts up to 2**24, ample for CIFAR's 60,000 images
         local = mx.nd.array(values, dtype="float32")
-        if not getattr(self, "_sum_ready", False):
-            self.kv.init(_SUM_KEY, mx.nd.zeros(local.shape))
-            self._sum_ready = True
+        keys = self.__dict__.setdefault("_sum_keys", {})  # one KVStore key per vector length
+        if local.size not in keys:
+            keys[local.size] = _SUM_KEYS - len(keys)
+            self.kv.init(keys[local.size], mx.nd.zeros(local.shape))
         out = mx.nd.zeros(local.shape)
-        self.kv.pushpull(_SUM_KEY, local, out=out)
+        self.kv.pushpull(keys[local.size], local, out=out)
         return out.asnumpy().astype(np.float64)
 
     def prefix(self):
@@ -78,15 +79,16 @@ def connect(kvstore):
     return Cluster(kv=kv, rank=kv.rank, num_workers=kv.num_workers, kind=kvstore)
 
 
-def prime_trainer(trainer, params, global_batch):
+def prime_trainer(trainer, global_batch):
     """Finish the KVStore's initial weight broadcast on every worker before any gradient push."""
     # rescale_grad must be final first: with update_on_kvstore the optimizer is pickled to the
     # servers inside _init_kvstore, once.
     trainer._optimizer.rescale_grad = trainer._scale / global_batch
     trainer._init_kvstore()
     trainer._init_params()
-    for p in params.values():
-        p.data().wait_to_read()
+    # The init pushes are asynchronous engine operations: wait for all of them (not only the
+    # pulled weights) or a fast worker's first gradient reaches a server before that key exists.
+    mx.nd.waitall()
     if trainer._kvstore is not None and "dist" in trainer._kvstore.type:
         trainer._kvstore._barrier()
 

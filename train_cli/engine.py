@@ -16,7 +16,7 @@ from mxnet import autograd, gluon
 from train_cli.distributed import Cluster, prime_trainer
 from train_cli.errors import UsageError, UserError
 from train_cli.loader import eval_batches
-from train_cli.models import IMAGE_SHAPE, build_model
+from train_cli.models import build_model
 
 
 def make_contexts(gpus=(), cpu_devices=1):
@@ -69,7 +69,6 @@ class Engine:
         self.net = build_model(cfg.model, cfg.width, cfg.dropout)
         mx.random.seed(derived_seed(cfg.seed, 0))  # initial weights depend on --seed alone
         self.net.initialize(ctx=contexts)
-        self.net(mx.nd.zeros((1,) + IMAGE_SHAPE, ctx=contexts[0]))  # materialise deferred shapes
         if cfg.dtype != "float32":
             self.net.cast(cfg.dtype)
         if cfg.hybridize:
@@ -85,7 +84,7 @@ class Engine:
             # update on the workers, where set_learning_rate acts; dist_async cannot
             update_on_kvstore=not cluster.sync)
         if cluster.distributed:
-            prime_trainer(self.trainer, self.net.collect_params(), self.global_batch)
+            prime_trainer(self.trainer, self.global_batch)
         self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def _load(self, array):
@@ -159,6 +158,22 @@ class Engine:
             loss_total += self.loss_fn(out, y).sum()
             correct_total += (out.argmax(axis=1) == y).sum()
         return float(loss_total.asscalar()), float(correct_total.asscalar()), len(split)
+
+    def average_running_stats(self, cluster):
+        """Make BatchNorm running statistics the mean over all workers.
+
+        Each worker's statistics come from its own slice of the data, so the replicas differ
+        in them (and only in them); averaging makes every worker evaluate the same network.
+        """
+        stats = [p for p in self.trainer._params if p.grad_req == "null"]
+        if not stats or not cluster.distributed:
+            return
+        flat = np.concatenate([p.data().asnumpy().ravel() for p in stats])
+        mean = (cluster.sum(flat) / cluster.num_workers).astype(np.float32)
+        offset = 0
+        for p in stats:
+            p.set_data(mx.nd.array(mean[offset:offset + p.data().size].reshape(p.shape)))
+            offset += p.data().size
 
     def save_params(self, path):
         """Weights in the standard Gluon format (net.load_parameters reads them)."""

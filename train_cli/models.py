@@ -64,7 +64,8 @@ def check_width(width):
 def layer_plan(name, width=1.0, classes=NUM_CLASSES):
     """The layers of a model as (kind, dict) tuples, from which params and FLOPs are counted.
 
-    kinds: conv (cin, cout, hw), bn (c, hw), act (n: elements), pool (c, hw), dense (cin, cout).
+    kinds: conv (cin, cout, hw), bn (c, hw), act (act, n: elements, dense: after a dense
+    layer), pool (c, hw), dense (cin, cout).
     """
     depth, batch_norm, act = parse_name(name)
     check_width(width)
@@ -76,7 +77,7 @@ def layer_plan(name, width=1.0, classes=NUM_CLASSES):
             plan.append(("conv", dict(cin=cin, cout=cout, hw=hw)))
             if batch_norm:
                 plan.append(("bn", dict(c=cout, hw=hw)))
-            plan.append(("act", dict(act=act, n=cout * hw * hw)))
+            plan.append(("act", dict(act=act, n=cout * hw * hw, dense=False)))
             cin = cout
         plan.append(("pool", dict(c=cout, hw=hw)))
         hw //= 2
@@ -84,7 +85,7 @@ def layer_plan(name, width=1.0, classes=NUM_CLASSES):
     features = cin * hw * hw
     for _ in range(2):
         plan.append(("dense", dict(cin=features, cout=units)))
-        plan.append(("act", dict(act=act, n=units)))
+        plan.append(("act", dict(act=act, n=units, dense=True)))
         features = units
     plan.append(("dense", dict(cin=features, cout=classes)))
     return plan
@@ -108,31 +109,39 @@ def count_params(name, width=1.0, classes=NUM_CLASSES):
 # -----------------------------------------------------------------------------
 # Networks
 class VGG(nn.HybridBlock):
-    """VGG with configurable activation; layout and initialisers as gluon's model zoo."""
+    """VGG with configurable activation; layout and initialisers as gluon's model zoo.
 
-    def __init__(self, layers, channels, classes, batch_norm, act, width=1.0, dropout=0.5,
-                 **kwargs):
+    Input sizes are given to every layer (the input is always 3x32x32), so parameters are
+    created at initialize() rather than at the first forward pass: the weights are then plain
+    arrays, not ones a oneDNN forward pass has re-laid out (which the distributed KVStore
+    mishandles), and a checkpoint can be loaded before any data is seen.
+    """
+
+    def __init__(self, plan, classes, dropout=0.5, **kwargs):
         super().__init__(**kwargs)
-        units = scaled(DENSE_UNITS, width)
+        xavier = mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="")
-            for count, cout in zip(layers, channels):
-                for _ in range(count):
-                    self.features.add(nn.Conv2D(
-                        scaled(cout, width), kernel_size=3, padding=1,
-                        weight_initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="out",
-                                                          magnitude=2),
-                        bias_initializer="zeros"))
-                    if batch_norm:
-                        self.features.add(nn.BatchNorm())
-                    self.features.add(make_activation(act))
-                self.features.add(nn.MaxPool2D(strides=2))
-            for _ in range(2):
-                self.features.add(nn.Dense(units, weight_initializer="normal",
-                                           bias_initializer="zeros"))
-                self.features.add(make_activation(act))
-                self.features.add(nn.Dropout(rate=dropout))
-            self.output = nn.Dense(classes, weight_initializer="normal", bias_initializer="zeros")
+            for kind, d in plan[:-1]:
+                if kind == "conv":
+                    self.features.add(nn.Conv2D(d["cout"], kernel_size=3, padding=1,
+                                                in_channels=d["cin"], weight_initializer=xavier,
+                                                bias_initializer="zeros"))
+                elif kind == "bn":
+                    self.features.add(nn.BatchNorm(in_channels=d["c"]))
+                elif kind == "act":
+                    self.features.add(make_activation(d["act"]))
+                    if d["dense"]:
+                        self.features.add(nn.Dropout(rate=dropout))
+                elif kind == "pool":
+                    self.features.add(nn.MaxPool2D(strides=2))
+                else:  # dense
+                    self.features.add(nn.Dense(d["cout"], in_units=d["cin"],
+                                               weight_initializer="normal",
+                                               bias_initializer="zeros"))
+            last = plan[-1][1]
+            self.output = nn.Dense(classes, in_units=last["cin"], weight_initializer="normal",
+                                   bias_initializer="zeros")
 
     def hybrid_forward(self, F, x):
         return self.output(self.features(x))
@@ -140,10 +149,7 @@ class VGG(nn.HybridBlock):
 
 def build_model(name, width=1.0, dropout=0.5, classes=NUM_CLASSES):
     """A fresh, uninitialised network for a registered name."""
-    depth, batch_norm, act = parse_name(name)
-    check_width(width)
-    layers, channels = VGG_SPEC[depth]
-    return VGG(layers, channels, classes, batch_norm, act, width=width, dropout=dropout)
+    return VGG(layer_plan(name, width, classes), classes, dropout=dropout)
 
 
 def trainable_param_count(net):

@@ -21,7 +21,7 @@ from train_cli.interrupt import StopRequests
 from train_cli.loader import Prefetcher, train_batches
 from train_cli.progress import EpochProgress, echo, epoch_line, set_prefix
 from train_cli.report import print_header, write_config
-from train_cli.rundir import BEST_PARAMS, CHECKPOINT, SUMMARY, RunDir
+from train_cli.rundir import BEST_PARAMS, CHECKPOINT, CONFIG, SUMMARY, RunDir
 from train_cli.schedule import lr_at
 
 
@@ -54,6 +54,12 @@ def start(cfg, overwrite=False, progress_bar=None):
 def resume(cfg, run, ckpt, progress_bar=None):
     """Continue a run from its checkpoint; return its summary dict."""
     cluster, contexts, data = _prepare(cfg)
+    workers = run.read_json(CONFIG).get("workers", 1)
+    if workers != cluster.num_workers:  # the global batch, and so every step, would change
+        how = f"swishtrain launch -n {workers} -- --resume {run.path}" if workers > 1 \
+            else f"swishtrain resume {run.path}"
+        raise UserError(f"{run.path} was trained by {workers} worker(s), not "
+                        f"{cluster.num_workers}; resume it the same way: {how}")
     return _train(cfg, run, cluster, contexts, data, ckpt, progress_bar)
 
 
@@ -109,12 +115,14 @@ def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
             train_seconds = time.perf_counter() - started
             if stopped:
                 break
+            if cluster.sync:
+                engine.average_running_stats(cluster)
             val_loss, val_acc, _ = _evaluate(engine, cluster, data.val)
-            seen = sum(r.count for r in results)
-            row = dict(epoch=epoch + 1, lr=lr, train_loss=sum(r.loss_sum for r in results) / seen,
-                       train_acc=sum(r.correct for r in results) / seen, val_loss=val_loss,
-                       val_acc=val_acc, epoch_seconds=time.perf_counter() - started,
-                       train_img_per_s=seen * cluster.num_workers / train_seconds)
+            loss_sum, correct, seen = _job_totals(cluster, results)
+            row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen, train_acc=correct / seen,
+                       val_loss=val_loss, val_acc=val_acc,
+                       epoch_seconds=time.perf_counter() - started,
+                       train_img_per_s=seen / train_seconds)
             state.metrics.append(row)
             state.epochs_done = epoch + 1
             state.elapsed += row["epoch_seconds"]
@@ -160,6 +168,15 @@ def _finish(cfg, run, cluster, engine, data, state):
     echo(f"Run folder: {run.path}")
     echo(f"Best validation accuracy: {state.best_val_acc:.4f} at epoch {state.best_epoch}")
     return summary
+
+
+def _job_totals(cluster, results):
+    """Training (loss sum, correct, images) of the epoch over all workers."""
+    totals = [sum(r.loss_sum for r in results), sum(r.correct for r in results),
+              sum(r.count for r in results)]
+    if cluster.distributed and cluster.sync:
+        return tuple(cluster.sum(totals))
+    return tuple(v * cluster.num_workers for v in totals) if cluster.distributed else tuple(totals)
 
 
 def _evaluate(engine, cluster, split):
