@@ -10,8 +10,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from helpers import write_cifar
 from train_cli.rundir import read_metrics
+
+from helpers import write_cifar
 
 TRAIN = ["--model", "vgg11_bn", "--width", "0.125", "--batch-size", "10", "--lr", "0.05",
          "--eval-batch-size", "32", "--momentum", "0", "--augment", "none"]
