@@ -1,0 +1,104 @@
+"""The commands around training: launch (distributed), compare, evaluate, bench."""
+import click
+
+from train_cli.options import FieldType
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--workers", type=click.IntRange(min=1), required=True,
+              help="Number of worker processes (each trains on its slice of every batch).")
+@click.option("-s", "--servers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of parameter-server processes.")
+@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
+              help="File with one host per line: servers and workers start there over ssh "
+                   "(round-robin); needs --root-uri and the same checkout path on every host.")
+@click.option("--root-uri", default="127.0.0.1", show_default=True,
+              help="Address of this machine where the scheduler listens (with --hostfile).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Stop the whole job after this many seconds.")
+@click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
+def launch(workers, servers, hostfile, root_uri, timeout, train_args):
+    """Train on several processes (or machines) with MXNet's parameter-server KVStore.
+
+    Starts a scheduler, servers and workers with the DMLC_* environment (on 127.0.0.1 unless
+    --hostfile is given), forwards their output, and stops them all if one fails. Options
+    after `--` go to `swishtrain train` on every worker; --kvstore defaults to dist_sync.
+    --batch-size stays per worker, so the global batch is workers x batch size.
+
+    \b
+    Example (2 workers, 1 server on this machine):
+      swishtrain launch -n 2 -- --model vgg11_bn --width 0.25 --epochs 10
+    """
+    from train_cli.launch import run_job
+    hosts = []
+    if hostfile:
+        with open(hostfile) as f:
+            hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
+        if not hosts:
+            raise click.UsageError(f"--hostfile {hostfile} lists no hosts")
+    run_job(workers, servers, list(train_args), hosts=hosts, root_uri=root_uri,
+            timeout=timeout, echo=lambda line: click.echo(line))
+
+
+@click.command(short_help="Compare runs grouped by configuration, with 95% CIs.")
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the comparison as JSON (accuracies as fractions) instead of a table.")
+@click.option("--plot", "plot_file", metavar="FILE.png", type=click.Path(dir_okay=False),
+              help="Also write learning curves (val accuracy, train loss per epoch; mean and "
+                   "min-max band over seeds) to this PNG; needs matplotlib.")
+def compare(run_dirs, as_json, plot_file):
+    """Compare runs: group them by configuration and test the differences.
+
+    Each RUN_DIR is a run folder or a folder searched for them. Runs that differ only in seed
+    (or run/data folder, epochs, eval batch size, hybridize) form one group; a group's best
+    validation accuracy is given as mean ± sample std over its runs. With 2+ groups of 2+ runs
+    each, every pair gets a 95% bootstrap interval of the difference and a verdict. Unfinished
+    runs are included with their epochs so far and marked.
+
+    \b
+    Example:
+      swishtrain compare runs/relu runs/swish --plot curves.png
+    """
+    import json
+
+    from train_cli.compare import compare as compare_runs
+    result = compare_runs(run_dirs)
+    if plot_file:
+        from train_cli.plot import plot_comparison
+        plot_comparison(result, plot_file)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.format_table())
+    if plot_file:
+        click.echo(f"curves written to {plot_file}", err=as_json)
+
+
+@click.command(short_help="Accuracy of a run's saved weights on a split.")
+@click.argument("run_dir")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True,
+              help="Images to evaluate on: test, val (the run's own validation split: the test "
+                   "split, or the images held out by its --val-split), or train.")
+@click.option("--data-dir", default=None, type=FieldType("data_dir"),
+              help="Where CIFAR-10 is now, if it moved since the run [default: the run's].")
+@click.option("--params", type=click.Choice(["best", "last"]), default="best",
+              show_default=True,
+              help="Weights to load: best (best.params, the best validation epoch) or last "
+                   "(last.ckpt, the last completed epoch).")
+def evaluate(run_dir, split, data_dir, params):
+    """Evaluate a run's saved weights on a split, every image exactly once.
+
+    The network and the data split are rebuilt from the run's config.json, so `--split val` is
+    the very split the run validated on. Prints e.g. `test accuracy of best.params: 0.8123 on
+    10,000 images (loss 0.6021)`.
+
+    \b
+    Example:
+      swishtrain evaluate runs/vgg16_bn_swish-20261129-101500 --split test
+    """
+    from train_cli.evaluate import evaluate_run
+    result = evaluate_run(run_dir, split=split, data_dir=data_dir, params=params,
+                          warn=lambda m: click.echo(m, err=True))
+    click.echo(result.line())
