@@ -12,7 +12,7 @@ import click
 from click_default_group import DefaultGroup
 
 from train_cli import __version__
-from train_cli.cli_tools import compare, evaluate, launch
+from train_cli.cli_tools import bench, compare, evaluate, launch
 from train_cli.errors import EXIT_USAGE, Stopped, UserError
 from train_cli.options import FieldType, config_options
 
@@ -66,9 +66,12 @@ def cli():
                    "`swishtrain resume RUN_DIR`).")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing, non-empty --run-dir (otherwise it is refused).")
+@click.option("--seeds", type=FieldType("lr_steps"), metavar="N,N,...",
+              help="Train once per seed, one after another, into RUN_DIR/seed-<N>/ (compare "
+                   "the study with `swishtrain compare RUN_DIR ...`).")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress bar per epoch [default: only when stdout is a terminal].")
-def train(config_file, resume_dir, overwrite, progress, **values):
+def train(config_file, resume_dir, overwrite, seeds, progress, **values):
     """Train one model on CIFAR-10 and record the run in a run folder.
 
     The last line printed is `Best validation accuracy: A at epoch E` (1-based epoch). The run
@@ -79,16 +82,20 @@ def train(config_file, resume_dir, overwrite, progress, **values):
       swishtrain train --model vgg16_bn_swish --epochs 40 --lr-steps 10,20,30
     """
     if resume_dir:
-        if config_file:
-            raise click.UsageError("--config cannot be combined with --resume: a resumed run "
-                                   "keeps the options it started with")
+        if config_file or seeds:
+            raise click.UsageError("--config and --seeds cannot be combined with --resume: a "
+                                   "resumed run keeps the options it started with")
         return _resume(resume_dir, values, progress)
     from train_cli import run
     from train_cli.config import build_config, warnings
     cfg = build_config(values, config_file)
     for warning in warnings(cfg):
         click.echo(f"warning: {warning}", err=True)
-    run.start(cfg, overwrite=overwrite, progress_bar=progress)
+    if seeds:
+        from train_cli.study import start_seeds
+        start_seeds(cfg, seeds, overwrite=overwrite, progress_bar=progress)
+    else:
+        run.start(cfg, overwrite=overwrite, progress_bar=progress)
 
 
 @cli.command()
@@ -117,8 +124,16 @@ def resume(run_dir, progress, **values):
 def _resume(run_dir, values, progress):
     from train_cli import run
     from train_cli.resume import load_for_resume
-    cfg, folder, ckpt = load_for_resume(run_dir, values)
-    run.resume(cfg, folder, ckpt, progress_bar=progress)
+    from train_cli.study import is_finished, seed_runs
+    for path in seed_runs(run_dir):  # a study: continue each seed that has not finished
+        if is_finished(path) and values.get("epochs") is None:
+            click.echo(f"=== {path}: finished")
+            continue
+        click.echo(f"=== resuming {path}")
+        run.resume(*load_for_resume(path, values), progress_bar=progress)
+    if not seed_runs(run_dir):
+        cfg, folder, ckpt = load_for_resume(run_dir, values)
+        run.resume(cfg, folder, ckpt, progress_bar=progress)
 
 
 @cli.command()
@@ -138,7 +153,7 @@ def models(width):
         click.echo(f"{name:<20} {count_params(name, width):>12,}")
 
 
-for command in (launch, compare, evaluate):
+for command in (launch, compare, evaluate, bench):
     cli.add_command(command)
 
 

@@ -1,7 +1,7 @@
 """The commands around training: launch (distributed), compare, evaluate, bench."""
 import click
 
-from train_cli.options import FieldType
+from train_cli.options import FieldType, config_options
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -102,3 +102,35 @@ def evaluate(run_dir, split, data_dir, params):
     result = evaluate_run(run_dir, split=split, data_dir=data_dir, params=params,
                           warn=lambda m: click.echo(m, err=True))
     click.echo(result.line())
+
+
+BENCH_OPTIONS = ["model", "width", "batch_size", "eval_batch_size", "gpus", "cpu_devices",
+                 "dtype", "augment", "hybridize"]
+
+
+@click.command(short_help="Measure training, evaluation and data-pipeline throughput.")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Training steps per measurement.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Measurements of each figure (median, min and max are reported).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def bench(steps, repeats, as_json, **values):
+    """Measure throughput and compute efficiency for a model on this machine.
+
+    Reports train-step, whole-epoch (with data pipeline), evaluation and data-pipeline images
+    per second, FLOPs per training image, achieved GFLOP/s and a sgemm ceiling measured in the
+    same process. Uses synthetic images: no dataset is needed.
+
+    \b
+    Example:
+      swishtrain bench --model vgg16_bn_swish --batch-size 128 --json
+    """
+    import json
+
+    from train_cli.bench import format_report, run_bench
+    from train_cli.config import build_config
+    result = run_bench(build_config(values), steps=steps, repeats=repeats)
+    click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
+
+
+bench = config_options(bench, only=BENCH_OPTIONS)

@@ -87,7 +87,8 @@ class Engine:
             prime_trainer(self.trainer, self.global_batch)
         self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
-    def _load(self, array):
+    def load(self, array):
+        """Split a numpy batch over the devices (in the training dtype)."""
         data = gluon.utils.split_and_load(array, self.contexts, even_split=False)
         if self.dtype != "float32":
             data = [d.astype(self.dtype) for d in data]
@@ -106,14 +107,7 @@ class Engine:
         for index, (images, labels) in enumerate(batches):
             if should_stop():
                 break
-            xs, ys = self._load(images), self._load(labels)
-            with autograd.record():
-                outputs = [self.net(x) for x in xs]
-                losses = [self.loss_fn(out.astype("float32"), y.astype("float32"))
-                          for out, y in zip(outputs, ys)]
-            autograd.backward(losses)
-            self.trainer.step(self.global_batch)
-            stats = self._batch_stats(outputs, ys, losses)
+            stats = self.step(self.load(images), self.load(labels))
             # Reading a value is a sync point: read the previous batch's, so the device always
             # has this batch queued while Python waits.
             if pending is not None:
@@ -122,6 +116,16 @@ class Engine:
         if pending is not None:
             results.append(self._finish(pending, epoch, on_batch))
         return results, should_stop()
+
+    def step(self, xs, ys):
+        """One optimiser step on per-device slices; returns [loss sum, correct] (not synced)."""
+        with autograd.record():
+            outputs = [self.net(x) for x in xs]
+            losses = [self.loss_fn(out.astype("float32"), y.astype("float32"))
+                      for out, y in zip(outputs, ys)]
+        autograd.backward(losses)
+        self.trainer.step(self.global_batch)
+        return self._batch_stats(outputs, ys, losses)
 
     def _batch_stats(self, outputs, ys, losses):
         ctx = self.contexts[0]
@@ -151,7 +155,7 @@ class Engine:
         loss_total = mx.nd.zeros((1,), ctx=ctx)
         correct_total = mx.nd.zeros((1,), ctx=ctx)
         for images, labels, valid in eval_batches(split, self.eval_batch_size):
-            xs = self._load(images)
+            xs = self.load(images)
             outputs = [self.net(x).astype("float32").as_in_context(ctx) for x in xs]
             out = mx.nd.concat(*outputs, dim=0)[:valid]
             y = mx.nd.array(labels[:valid], ctx=ctx)

@@ -27,9 +27,9 @@ def _default_text(name):
     return str(value) if value != "" else "see above"
 
 
-def config_options(command):
-    """Add one option per TrainConfig field, each defaulting to None ("not given")."""
-    for name in reversed(FIELD_NAMES):
+def config_options(command, only=None):
+    """Add one option per TrainConfig field (or those in `only`), each defaulting to None."""
+    for name in reversed(only or FIELD_NAMES):
         if name == "hybridize":
             option = click.option("--hybridize/--no-hybridize", "hybridize", default=None,
                                   help=HELP[name] + " [default: hybridize]")

@@ -8,6 +8,7 @@ In a distributed job every worker runs this; only rank 0 writes the run folder.
 import datetime
 import hashlib
 import os
+import resource
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -150,7 +151,8 @@ def _finish(cfg, run, cluster, engine, data, state):
                    final_val_acc=state.metrics[-1]["val_acc"], val_images=len(data.val),
                    val_is_test=data.val_is_test, test_acc=None, test_images=None,
                    epochs=state.epochs_done, total_seconds=state.elapsed,
-                   workers=cluster.num_workers)
+                   workers=cluster.num_workers,
+                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if not data.val_is_test:
         if data.test is None:
             echo(f"note: {data.source} has no test batch, so no test accuracy is reported")

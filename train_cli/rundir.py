@@ -116,7 +116,9 @@ class RunDir:
                 raise UserError(f"run folder {path} is not empty; choose another --run-dir, "
                                 f"continue it with `swishtrain resume {path}`, or replace it "
                                 "with --overwrite")
-            if not (path / CONFIG).is_file():
+            study = all(p.is_dir() and p.name.startswith("seed-") and (p / CONFIG).is_file()
+                        for p in path.iterdir())
+            if not ((path / CONFIG).is_file() or study):
                 raise UserError(f"--overwrite refused: {path} does not look like a run folder "
                                 f"(no {CONFIG}), so nothing in it was deleted")
 
