@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install test lint relu swish crop-flip clean
+.PHONY: install test lint relu swish compare crop-flip bench clean
 
 install: $(STAMP)
 
@@ -32,15 +32,33 @@ lint: install
 	$(BIN)/python -m ruff check train_cli tests
 
 # The 2018 blog runs: VGG16-BN, batch 128, lr 0.1 stepped at 10/20/30, 40 epochs, flip only.
+# Each target trains into runs/<name>; run again, it resumes an interrupted run, and leaves a
+# finished one alone.
+RUNS := runs
+train_or_resume = if [ -f $(2)/summary.json ]; then echo "$(2) is finished"; \
+	elif [ -f $(2)/last.ckpt ]; then $(BIN)/swishtrain resume $(2) $(ARGS); \
+	else $(BIN)/swishtrain --config $(1) --run-dir $(2) --overwrite $(ARGS); fi
+
 relu: install
-	$(BIN)/swishtrain --config configs/blog-vgg16_bn.toml $(ARGS)
+	@$(call train_or_resume,configs/blog-vgg16_bn.toml,$(RUNS)/blog-vgg16_bn)
 
 swish: install
-	$(BIN)/swishtrain --config configs/blog-vgg16_bn_swish.toml $(ARGS)
+	@$(call train_or_resume,configs/blog-vgg16_bn_swish.toml,$(RUNS)/blog-vgg16_bn_swish)
+
+# Both blog runs, then their comparison table and learning curves (needs the plot extra).
+compare: relu swish
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[plot]'
+	$(BIN)/swishtrain compare $(RUNS)/blog-vgg16_bn $(RUNS)/blog-vgg16_bn_swish \
+	  --plot $(RUNS)/blog-compare.png
 
 # The same networks with the standard pad-and-crop + flip augmentation.
 crop-flip: install
-	$(BIN)/swishtrain --config configs/crop-flip-vgg16_bn_swish.toml $(ARGS)
+	@$(call train_or_resume,configs/crop-flip-vgg16_bn_swish.toml,$(RUNS)/crop-flip-vgg16_bn_swish)
+
+# Throughput of ours against PyTorch eager (installs the bench extra: torch, CPU build).
+bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python benchmarks/vs_pytorch.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

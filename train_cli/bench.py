@@ -73,7 +73,7 @@ def synthetic_split(n, seed=0):
                  rng.integers(0, 10, size=n).astype(np.int32))
 
 
-def run_bench(cfg, steps=10, repeats=3, warmup=2):
+def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
     """Measure one configuration; returns a JSON-ready dict."""
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
     engine = Engine(cfg, contexts)
@@ -97,14 +97,14 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2):
         for _ in train_batches(split, batch, cfg.seed, 0, cfg.augment):
             pass
 
-    eval_split = synthetic_split(max(engine.eval_batch_size * 4, 2000), seed=1)
+    eval_split = synthetic_split(engine.eval_batch_size * 4, seed=1)
     images = batch * steps
     train = [images / t for t in timed(train_steps, repeats, warmup)]
     epoch = [images / t for t in timed(train_epoch, repeats, 1)]
     evaluation = [len(eval_split) / t
                   for t in timed(lambda: engine.evaluate(eval_split), repeats, 1)]
     data = [images / t for t in timed(data_pipeline, repeats, 1)]
-    sgemm = sgemm_gflops()
+    sgemm = sgemm_gflops(sgemm_size)
     gflop_per_img = 3 * forward_flops_per_image(cfg.model, cfg.width) / 1e9
     train_img_per_s = statistics.median(train)
     return {
@@ -121,7 +121,7 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2):
         "gflop_per_img": gflop_per_img, "achieved_gflops": gflop_per_img * train_img_per_s,
         "sgemm_gflops": max(sgemm.values()), "sgemm_by_backend": sgemm,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "steps": steps, "repeats": repeats,
+        "steps": steps, "repeats": repeats, "sgemm_size": sgemm_size,
     }
 
 

@@ -113,8 +113,10 @@ BENCH_OPTIONS = ["model", "width", "batch_size", "eval_batch_size", "gpus", "cpu
               help="Training steps per measurement.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Measurements of each figure (median, min and max are reported).")
+@click.option("--sgemm-size", type=click.IntRange(min=16), default=2048, show_default=True,
+              help="Side of the square matrices of the sgemm ceiling measurement.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def bench(steps, repeats, as_json, **values):
+def bench(steps, repeats, sgemm_size, as_json, **values):
     """Measure throughput and compute efficiency for a model on this machine.
 
     Reports train-step, whole-epoch (with data pipeline), evaluation and data-pipeline images
@@ -129,7 +131,8 @@ def bench(steps, repeats, as_json, **values):
 
     from train_cli.bench import format_report, run_bench
     from train_cli.config import build_config
-    result = run_bench(build_config(values), steps=steps, repeats=repeats)
+    result = run_bench(build_config(values), steps=steps, repeats=repeats,
+                       sgemm_size=sgemm_size)
     click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
 
 
