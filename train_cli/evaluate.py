@@ -6,10 +6,10 @@ run's validation split.
 """
 from dataclasses import dataclass
 
-from train_cli.config import from_dict
 from train_cli.data import default_data_dir, load_cifar10
 from train_cli.errors import UserError
-from train_cli.rundir import BEST_PARAMS, CHECKPOINT, CONFIG, RunDir
+from train_cli.resume import run_config
+from train_cli.rundir import BEST_PARAMS, CHECKPOINT, RunDir
 
 SPLITS = ("test", "val", "train")
 PARAMS = {"best": BEST_PARAMS, "last": CHECKPOINT}
@@ -30,15 +30,6 @@ class Evaluation:
             self.split in ("val", "test") else ""
         return (f"{self.split} accuracy of {self.params_file}: {self.accuracy:.4f} on "
                 f"{self.images:,} images (loss {self.loss:.4f}){same}")
-
-
-def run_config(run):
-    """The TrainConfig a run folder was trained with."""
-    saved = run.read_json(CONFIG)
-    try:
-        return from_dict(saved["config"])
-    except (KeyError, TypeError, UserError) as e:
-        raise UserError(f"{run.file(CONFIG)} is not a valid swishtrain config ({e})") from None
 
 
 def pick_split(data, split):

@@ -11,14 +11,19 @@ from train_cli.rundir import CHECKPOINT, CONFIG, RunDir
 RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size")
 
 
+def run_config(run):
+    """The TrainConfig a run folder was trained with (from its config.json)."""
+    saved = run.read_json(CONFIG)
+    try:
+        return from_dict(saved["config"])
+    except (KeyError, TypeError, UserError) as e:
+        raise UserError(f"{run.file(CONFIG)} is not a valid swishtrain config ({e})") from None
+
+
 def load_for_resume(run_path, overrides):
     """(config, run dir, checkpoint) of an earlier run; overrides may only change some options."""
     run = RunDir.existing(run_path)
-    saved = run.read_json(CONFIG)
-    try:
-        cfg = from_dict(saved["config"])
-    except (KeyError, TypeError, UserError) as e:
-        raise UserError(f"{run.file(CONFIG)} is not a valid swishtrain config ({e})") from None
+    cfg = run_config(run)
     changes = {}
     for name, value in overrides.items():
         if value is None or value == getattr(cfg, name):
