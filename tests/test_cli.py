@@ -192,3 +192,15 @@ def test_overwrite_replaces_an_earlier_run(run_cli, cifar_dir, tmp_path):
     assert run_cli(*args).exit_code == 1
     assert run_cli(*args, "--overwrite").exit_code == 0
     assert len(read_metrics(tmp_path / "r" / "metrics.csv")) == 1
+
+
+def test_readme_documents_every_option_and_command():
+    from pathlib import Path
+
+    from train_cli.cli import cli
+    from train_cli.config import FIELD_NAMES, flag
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name in FIELD_NAMES:
+        assert f"`{flag(name)}" in readme, name
+    for command in cli.commands:
+        assert f"`{command}" in readme, command
