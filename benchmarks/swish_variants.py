@@ -28,12 +28,13 @@ class PlainSwish(nn.HybridBlock):
         return x * F.sigmoid(x)
 
 
+FusedOrGluon = activations.Swish  # the product's block (patched below while building)
 VARIANTS = {
     "relu": ("vgg16_bn", None),
     "nn.Swish": ("vgg16_bn_swish", lambda: nn.Swish()),
     "x*sigmoid(x)": ("vgg16_bn_swish", PlainSwish),
-    "elemwise(Activation)": ("vgg16_bn_swish", lambda: activations.Swish(fused=False)),
-    "fused": ("vgg16_bn_swish", lambda: activations.Swish(fused=True)),
+    "elemwise(Activation)": ("vgg16_bn_swish", lambda: FusedOrGluon(fused=False)),
+    "fused": ("vgg16_bn_swish", lambda: FusedOrGluon(fused=True)),
 }
 
 

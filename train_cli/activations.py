@@ -13,12 +13,21 @@ ACTIVATIONS = ("relu", "swish", "swishbeta", "elu", "selu", "gelu")
 _GLUON = {"elu": nn.ELU, "selu": nn.SELU, "gelu": nn.GELU}
 
 
+def _fused(wanted):
+    """Use the fused operator? None: if it can be loaded; True: it must be; False: never."""
+    if wanted is None:
+        return swish_op.load()
+    if wanted and not swish_op.load():
+        raise RuntimeError(f"the fused Swish operator is unavailable: {swish_op.status()}")
+    return wanted
+
+
 class Swish(nn.HybridBlock):
     """x * sigmoid(x)."""
 
     def __init__(self, fused=None, **kwargs):
         super().__init__(**kwargs)
-        self.fused = swish_op.load() if fused is None else fused
+        self.fused = _fused(fused)
 
     def hybrid_forward(self, F, x):
         if self.fused:
@@ -33,7 +42,7 @@ class SwishBeta(nn.HybridBlock):
 
     def __init__(self, fused=None, **kwargs):
         super().__init__(**kwargs)
-        self.fused = swish_op.load() if fused is None else fused
+        self.fused = _fused(fused)
         with self.name_scope():
             self.beta = self.params.get("beta", shape=(1,), init=mx.init.One())
 

@@ -92,4 +92,5 @@ def plot_comparison(comparison, path):
 def _steps(ax, steps, last_epoch, colour):
     for step in steps:
         if step < last_epoch:  # a step at or after the last epoch never took effect
-            ax.axvline(step, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+            # between epoch `step`, the last at the old rate, and the first at the new one
+            ax.axvline(step + 0.5, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
