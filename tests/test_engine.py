@@ -7,6 +7,7 @@ import pytest
 
 from train_cli.config import TrainConfig
 from train_cli.data import Split
+from train_cli.distributed import Cluster
 from train_cli.engine import Diverged, Engine, make_contexts
 from train_cli.errors import UsageError
 from train_cli.loader import train_batches
@@ -77,3 +78,23 @@ def test_gpus_on_a_cpu_only_build_is_a_usage_error():
     with pytest.raises(UsageError) as e:
         make_contexts(gpus=(0,))
     assert "mxnet-cu" in str(e.value) and "mx.context.num_gpus()" in str(e.value)
+
+
+def test_batch_size_is_per_gpu_but_per_process_on_cpus():
+    from train_cli.engine import process_batch_size
+    assert process_batch_size(128, [mx.gpu(0), mx.gpu(1)]) == 256  # contexts need no GPU
+    assert process_batch_size(128, [mx.cpu(0), mx.cpu(1)]) == 128
+
+
+def test_batchnorm_statistics_agree_across_devices_after_an_epoch():
+    cfg = dataclasses.replace(PLAIN, model="vgg11_bn", cpu_devices=2)
+    engine = Engine(cfg, make_contexts((), 2))
+    engine.train_epoch(train_batches(split(32), 8, 0, 0, "crop-flip"), cfg.lr, 0, 0)
+    stats = [p for p in engine.trainer._params if p.grad_req == "null"]
+    differ = [p.name for p in stats
+              if not np.array_equal(*(d.asnumpy() for d in p.list_data()))]
+    assert differ  # each device saw other images ...
+    engine.average_running_stats(Cluster())
+    for p in stats:  # ... and after averaging they hold the same statistics
+        a, b = (d.asnumpy() for d in p.list_data())
+        np.testing.assert_array_equal(a, b, err_msg=p.name)

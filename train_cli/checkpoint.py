@@ -19,6 +19,8 @@ from train_cli.errors import UserError
 from train_cli.rundir import atomic_write
 
 FORMAT_VERSION = 1
+REQUIRED_META = {"format_version", "model", "epochs_done", "best_val_acc", "best_epoch",
+                 "elapsed", "metrics"}
 
 
 @dataclass
@@ -71,6 +73,8 @@ def load(path):
         meta = json.loads(arrays.pop("meta").asnumpy().tobytes().decode())
     except (ValueError, UnicodeDecodeError):
         raise UserError(f"{path} has a corrupt meta record; it cannot be resumed") from None
+    if not isinstance(meta, dict) or not REQUIRED_META <= set(meta):
+        raise UserError(f"{path} has an incomplete meta record; it cannot be resumed")
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} has checkpoint format {meta.get('format_version')}, this "
                         f"swishtrain reads format {FORMAT_VERSION}")

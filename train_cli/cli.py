@@ -14,7 +14,7 @@ from click_default_group import DefaultGroup
 from train_cli import __version__
 from train_cli.cli_tools import bench, compare, evaluate, launch
 from train_cli.errors import EXIT_USAGE, Stopped, UserError
-from train_cli.options import FieldType, config_options
+from train_cli.options import FieldType, config_options, progress_option
 
 
 class SwishtrainGroup(DefaultGroup):
@@ -69,8 +69,7 @@ def cli():
 @click.option("--seeds", type=FieldType("lr_steps"), metavar="N,N,...",
               help="Train once per seed, one after another, into RUN_DIR/seed-<N>/ (compare "
                    "the study with `swishtrain compare RUN_DIR ...`).")
-@click.option("--progress/--no-progress", default=None,
-              help="Live progress bar per epoch [default: only when stdout is a terminal].")
+@progress_option
 def train(config_file, resume_dir, overwrite, seeds, progress, **values):
     """Train one model on CIFAR-10 and record the run in a run folder.
 
@@ -82,7 +81,7 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
       swishtrain train --model vgg16_bn_swish --epochs 40 --lr-steps 10,20,30
     """
     if resume_dir:
-        if config_file or seeds:
+        if config_file or seeds is not None:
             raise click.UsageError("--config and --seeds cannot be combined with --resume: a "
                                    "resumed run keeps the options it started with")
         return _resume(resume_dir, values, progress)
@@ -91,7 +90,7 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
     cfg = build_config(values, config_file)
     for warning in warnings(cfg):
         click.echo(f"warning: {warning}", err=True)
-    if seeds:
+    if seeds is not None:
         from train_cli.study import start_seeds
         start_seeds(cfg, seeds, overwrite=overwrite, progress_bar=progress)
     else:
@@ -106,8 +105,7 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
               help="Where CIFAR-10 is now, if it moved since the run started.")
 @click.option("--eval-batch-size", default=None, type=FieldType("eval_batch_size"),
               help="Images per evaluation batch.")
-@click.option("--progress/--no-progress", default=None,
-              help="Live progress bar per epoch [default: only when stdout is a terminal].")
+@progress_option
 def resume(run_dir, progress, **values):
     """Continue an interrupted run from its last completed epoch.
 
@@ -124,16 +122,11 @@ def resume(run_dir, progress, **values):
 def _resume(run_dir, values, progress):
     from train_cli import run
     from train_cli.resume import load_for_resume
-    from train_cli.study import is_finished, seed_runs
-    for path in seed_runs(run_dir):  # a study: continue each seed that has not finished
-        if is_finished(path) and values.get("epochs") is None:
-            click.echo(f"=== {path}: finished")
-            continue
-        click.echo(f"=== resuming {path}")
-        run.resume(*load_for_resume(path, values), progress_bar=progress)
-    if not seed_runs(run_dir):
-        cfg, folder, ckpt = load_for_resume(run_dir, values)
-        run.resume(cfg, folder, ckpt, progress_bar=progress)
+    from train_cli.study import is_study, resume_study
+    if is_study(run_dir):  # continue every seed of a study
+        return resume_study(run_dir, values, progress_bar=progress)
+    cfg, folder, ckpt = load_for_resume(run_dir, values)
+    run.resume(cfg, folder, ckpt, progress_bar=progress)
 
 
 @cli.command()

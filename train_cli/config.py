@@ -121,7 +121,8 @@ def _int_list(value):
         try:
             out.append(_int(item))
         except ValueError:
-            raise ValueError(f"{item!r} is not an integer (expected e.g. 10,20,30)") from None
+            raise ValueError(f"{item!r} is not an integer (expected integers separated by "
+                             "commas)") from None
     return tuple(out)
 
 
@@ -210,7 +211,7 @@ def build_config(cli_values, config_file=None):
 
 
 def validate(cfg):
-    """Check values that parse but make no sense; return a list of warnings."""
+    """Raise UsageError for values that parse but make no sense (see warnings() for the rest)."""
     def need(ok, option, msg):
         if not ok:
             raise UsageError(f"{flag(option)} {msg}")
@@ -234,9 +235,10 @@ def validate(cfg):
     need(cfg.cpu_devices >= 1, "cpu_devices", f"must be at least 1 (got {cfg.cpu_devices})")
     need(not (cfg.gpus and cfg.cpu_devices > 1), "cpu_devices",
          "cannot be combined with --gpus; use one or the other")
-    need(cfg.batch_size >= cfg.cpu_devices, "batch_size",
-         f"{cfg.batch_size} is smaller than --cpu-devices {cfg.cpu_devices}: every device needs "
-         "at least one image per batch")
+    for option in ("batch_size", "eval_batch_size"):
+        need(getattr(cfg, option) >= cfg.cpu_devices, option,
+             f"{getattr(cfg, option)} is smaller than --cpu-devices {cfg.cpu_devices}: every "
+             "device needs at least one image per batch")
     need(cfg.width > 0, "width", f"must be positive (got {cfg.width})")
     need(0 <= cfg.dropout < 1, "dropout", f"must be in [0, 1) (got {cfg.dropout})")
     need(cfg.val_split >= 0, "val_split", f"must be 0 or more (got {cfg.val_split})")
@@ -246,7 +248,6 @@ def validate(cfg):
     from train_cli.models import check_model_name, check_width  # no mxnet import
     check_model_name(cfg.model)
     check_width(cfg.width)
-    return warnings(cfg)
 
 
 def warnings(cfg):

@@ -4,6 +4,7 @@ Finds an existing copy (the binary release, or the pickled Python release torchv
 or downloads and verifies the official archive. Everything that reads a file checks it: record
 size, label range, checksums; nothing is unpickled beyond plain arrays and lists.
 """
+import fcntl
 import hashlib
 import os
 import pickle
@@ -87,17 +88,23 @@ def prepare(root, url=None, md5=ARCHIVE_MD5, progress=True):
     found = locate(root)
     if found:
         return found
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create data folder {root}: {e.strerror}; choose another "
+                        "with --data-dir") from None
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be fetching into the same folder
+        return locate(root) or _fetch(root, url, md5, progress)
+
+
+def _fetch(root, url, md5, progress):
     archive = root / ARCHIVE_NAME
     if not archive.is_file():
         url = url or os.environ.get("SWISHTRAIN_CIFAR10_URL") or ARCHIVE_URL
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create data folder {root}: {e.strerror}; choose another "
-                            "with --data-dir") from None
         download(url, archive, md5, progress=progress)
-    elif _md5(archive) != md5:
-        raise UserError(f"{archive} has the wrong checksum (md5 {_md5(archive)}, expected {md5}); "
+    elif (found_md5 := _digest(archive, "md5")) != md5:
+        raise UserError(f"{archive} has the wrong checksum (md5 {found_md5}, expected {md5}); "
                         "it is corrupt or not the CIFAR-10 binary archive: delete it and run again")
     extract(archive, root)
     found = locate(root)
@@ -158,6 +165,10 @@ def extract(archive, root):
             tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
             try:
                 tar.extractall(tmp, members=members, filter="data")
+                for extracted in tmp.rglob("*"):  # on disk before they get their final names
+                    if extracted.is_file():
+                        with open(extracted, "rb") as f:
+                            os.fsync(f.fileno())
                 for item in tmp.iterdir():
                     target = root / item.name
                     if not target.exists():
@@ -168,16 +179,8 @@ def extract(archive, root):
         raise UserError(f"cannot extract {archive} ({e}); delete it and run again") from None
 
 
-def _md5(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _sha1(path):
-    h = hashlib.sha1()
+def _digest(path, algorithm):
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
@@ -187,7 +190,7 @@ def _sha1(path):
 def checksum_mismatches(folder):
     """Names of binary batches in folder whose SHA-1 differs from the official release."""
     return [name for name, sha in BATCH_SHA1.items()
-            if (Path(folder) / name).is_file() and _sha1(Path(folder) / name) != sha]
+            if (Path(folder) / name).is_file() and _digest(Path(folder) / name, "sha1") != sha]
 
 
 # -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Several training processes on MXNet's parameter-server KVStore (ps-lite), as one run.
 
 Each worker trains on its slice of every global batch; the servers sum the gradients. Facts that
-shape this module (measured with mxnet 1.9.1 on 127.0.0.1; see docs/DISTRIBUTED.md):
+shape this module (measured with mxnet 1.9.1 on 127.0.0.1; see README "More than one machine"):
 - With update_on_kvstore=True the optimizer runs on the servers, and Trainer.set_learning_rate
   never reaches them (apache/mxnet#15919). In sync modes we update on the workers instead
   (update_on_kvstore=False): the servers only sum gradients, and the schedule acts where it is set.
@@ -12,7 +12,7 @@ shape this module (measured with mxnet 1.9.1 on 127.0.0.1; see docs/DISTRIBUTED.
   counted in pushes (every worker's push is one update there).
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mxnet as mx
 import numpy as np
@@ -29,6 +29,7 @@ class Cluster:
     rank: int = 0
     num_workers: int = 1
     kind: str = "local"
+    sum_keys: dict = field(default_factory=dict)  # vector length -> KVStore key for sum()
 
     @property
     def distributed(self):
@@ -55,12 +56,11 @@ class Cluster:
             return values
         # float32 on the wire: exact for counts up to 2**24, ample for CIFAR's 60,000 images
         local = mx.nd.array(values, dtype="float32")
-        keys = self.__dict__.setdefault("_sum_keys", {})  # one KVStore key per vector length
-        if local.size not in keys:
-            keys[local.size] = _SUM_KEYS - len(keys)
-            self.kv.init(keys[local.size], mx.nd.zeros(local.shape))
+        if local.size not in self.sum_keys:  # a collective: every worker inits the same keys
+            self.sum_keys[local.size] = _SUM_KEYS - len(self.sum_keys)
+            self.kv.init(self.sum_keys[local.size], mx.nd.zeros(local.shape))
         out = mx.nd.zeros(local.shape)
-        self.kv.pushpull(keys[local.size], local, out=out)
+        self.kv.pushpull(self.sum_keys[local.size], local, out=out)
         return out.asnumpy().astype(np.float64)
 
     def prefix(self):
@@ -70,6 +70,9 @@ class Cluster:
 def connect(kvstore):
     """Join the job described by the DMLC_* environment, or return the local Cluster."""
     if not kvstore.startswith("dist"):
+        if os.environ.get("DMLC_ROLE") == "worker":  # N local writers would race on one folder
+            raise UsageError(f"--kvstore {kvstore} is not distributed, but this process is a "
+                             "worker of `swishtrain launch`; use dist_sync (the default there)")
         return Cluster()
     if os.environ.get("DMLC_ROLE") != "worker":
         raise UsageError(f"--kvstore {kvstore} needs the scheduler, servers and workers of a "
@@ -80,7 +83,10 @@ def connect(kvstore):
 
 
 def prime_trainer(trainer, global_batch):
-    """Finish the KVStore's initial weight broadcast on every worker before any gradient push."""
+    """Create the trainer's KVStore and finish its initial broadcast before the first step.
+
+    On a distributed KVStore this also makes every worker wait until all have done so.
+    """
     # rescale_grad must be final first: with update_on_kvstore the optimizer is pickled to the
     # servers inside _init_kvstore, once.
     trainer._optimizer.rescale_grad = trainer._scale / global_batch
@@ -93,12 +99,13 @@ def prime_trainer(trainer, global_batch):
         trainer._kvstore._barrier()
 
 
-def async_scheduler(cfg, pushes_per_epoch, epochs_done=0):
-    """Server-side learning-rate schedule for dist_async, counted in server updates."""
-    from train_cli.schedule import lr_at
-    base = lr_at(epochs_done, cfg.lr, cfg.lr_steps, cfg.lr_factor)
-    steps = [(s - epochs_done) * pushes_per_epoch for s in cfg.lr_steps if s > epochs_done]
-    if not steps:
-        return None, base
-    return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=cfg.lr_factor,
-                                                base_lr=base), base
+def async_scheduler(cfg, pushes_per_epoch):
+    """Server-side learning-rate schedule for dist_async, counted in server updates.
+
+    Every worker's push is one update on the servers, so an epoch is batches x workers of them.
+    (dist_async runs start from epoch 0: they cannot be resumed.)
+    """
+    if not cfg.lr_steps:
+        return None
+    return mx.lr_scheduler.MultiFactorScheduler(
+        step=[s * pushes_per_epoch for s in cfg.lr_steps], factor=cfg.lr_factor, base_lr=cfg.lr)

@@ -35,8 +35,9 @@ def make_contexts(gpus=(), cpu_devices=1):
     return [mx.cpu(i) for i in range(cpu_devices)]
 
 
-def global_batch_size(per_device, contexts):
-    """Images per step: per device on GPUs (as the 2018 script); split over CPU contexts."""
+def process_batch_size(per_device, contexts):
+    """Images per step in this process: per device on GPUs (as the 2018 script); split over
+    CPU contexts."""
     if contexts[0].device_type == "gpu":
         return per_device * len(contexts)
     return per_device
@@ -62,9 +63,9 @@ class Engine:
         cluster = cluster or Cluster()
         self.contexts = contexts
         self.dtype = cfg.dtype
-        self.batch_size = global_batch_size(cfg.batch_size, contexts)  # this process's share
+        self.batch_size = process_batch_size(cfg.batch_size, contexts)  # this process's share
         self.global_batch = self.batch_size * cluster.num_workers  # one optimiser step
-        self.eval_batch_size = global_batch_size(cfg.eval_batch_size, contexts)
+        self.eval_batch_size = process_batch_size(cfg.eval_batch_size, contexts)
         self.schedule_on_servers = lr_scheduler is not None
         self.net = build_model(cfg.model, cfg.width, cfg.dropout)
         mx.random.seed(derived_seed(cfg.seed, 0))  # initial weights depend on --seed alone
@@ -83,14 +84,16 @@ class Engine:
             kvstore=cluster.kv if cluster.distributed else cfg.kvstore,
             # update on the workers, where set_learning_rate acts; dist_async cannot
             update_on_kvstore=not cluster.sync)
-        if cluster.distributed:
-            prime_trainer(self.trainer, self.global_batch)
+        # Set up the KVStore now, not lazily at the first step: its initial broadcast copies
+        # device 0's values over the others, BatchNorm statistics included, and after a resume
+        # that would overwrite what the first batch of the epoch had just computed.
+        prime_trainer(self.trainer, self.global_batch)
         self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
-    def load(self, array):
-        """Split a numpy batch over the devices (in the training dtype)."""
+    def load(self, array, cast=True):
+        """Split a numpy batch over the devices (images in the training dtype)."""
         data = gluon.utils.split_and_load(array, self.contexts, even_split=False)
-        if self.dtype != "float32":
+        if cast and self.dtype != "float32":
             data = [d.astype(self.dtype) for d in data]
         return data
 
@@ -103,11 +106,12 @@ class Engine:
         if not self.schedule_on_servers:
             self.trainer.set_learning_rate(lr)
         mx.random.seed(derived_seed(seed, 1, epoch))  # dropout masks replay on resume
-        results, pending = [], None
+        results, pending, stopped = [], None, False
         for index, (images, labels) in enumerate(batches):
             if should_stop():
+                stopped = True  # a stop after the last batch keeps the finished epoch
                 break
-            stats = self.step(self.load(images), self.load(labels))
+            stats = self.step(self.load(images), self.load(labels, cast=False))
             # Reading a value is a sync point: read the previous batch's, so the device always
             # has this batch queued while Python waits.
             if pending is not None:
@@ -115,13 +119,13 @@ class Engine:
             pending = (index, stats, len(images))
         if pending is not None:
             results.append(self._finish(pending, epoch, on_batch))
-        return results, should_stop()
+        return results, stopped
 
     def step(self, xs, ys):
         """One optimiser step on per-device slices; returns [loss sum, correct] (not synced)."""
         with autograd.record():
             outputs = [self.net(x) for x in xs]
-            losses = [self.loss_fn(out.astype("float32"), y.astype("float32"))
+            losses = [self.loss_fn(out.astype("float32", copy=False), y)
                       for out, y in zip(outputs, ys)]
         autograd.backward(losses)
         self.trainer.step(self.global_batch)
@@ -129,8 +133,7 @@ class Engine:
 
     def _batch_stats(self, outputs, ys, losses):
         ctx = self.contexts[0]
-        parts = [mx.nd.concat(loss.sum(), (out.argmax(axis=1) == y.astype(out.dtype)).sum()
-                              .astype("float32"), dim=0).as_in_context(ctx)
+        parts = [mx.nd.concat(loss.sum(), _correct(out, y), dim=0).as_in_context(ctx)
                  for out, y, loss in zip(outputs, ys, losses)]
         return mx.nd.add_n(*parts) if len(parts) > 1 else parts[0]
 
@@ -160,21 +163,25 @@ class Engine:
             out = mx.nd.concat(*outputs, dim=0)[:valid]
             y = mx.nd.array(labels[:valid], ctx=ctx)
             loss_total += self.loss_fn(out, y).sum()
-            correct_total += (out.argmax(axis=1) == y).sum()
+            correct_total += _correct(out, y)
         return float(loss_total.asscalar()), float(correct_total.asscalar()), len(split)
 
     def average_running_stats(self, cluster):
-        """Make BatchNorm running statistics the mean over all workers.
+        """Make BatchNorm running statistics the mean over all devices and workers.
 
-        Each worker's statistics come from its own slice of the data, so the replicas differ
-        in them (and only in them); averaging makes every worker evaluate the same network.
+        Each device updates its own copy from its slice of every batch, so the copies differ
+        (and only in them). Averaging before evaluation and checkpointing makes every device and
+        worker evaluate the same network, and what is saved is what was evaluated.
         """
         stats = [p for p in self.trainer._params if p.grad_req == "null"]
-        if not stats or not cluster.distributed:
+        devices = len(self.contexts)
+        if not stats or (devices == 1 and not cluster.distributed):
             return
-        flat = np.concatenate([p.data().asnumpy().ravel() for p in stats])
-        mean = (cluster.sum(flat) / cluster.num_workers).astype(np.float32)
-        offset = 0
+        flat = np.concatenate([np.mean([d.asnumpy() for d in p.list_data()], axis=0).ravel()
+                               for p in stats])
+        if cluster.distributed and cluster.sync:
+            flat = cluster.sum(flat) / cluster.num_workers
+        mean, offset = flat.astype(np.float32), 0
         for p in stats:
             p.set_data(mx.nd.array(mean[offset:offset + p.data().size].reshape(p.shape)))
             offset += p.data().size
@@ -186,6 +193,11 @@ class Engine:
 
     def load_params(self, path):
         self.net.load_parameters(str(path), ctx=self.contexts)
+
+
+def _correct(outputs, labels):
+    """How many rows' highest score is at their label (a 1-element float32 NDArray)."""
+    return (outputs.argmax(axis=1).astype("float32", copy=False) == labels).sum()
 
 
 class Diverged(UserError):

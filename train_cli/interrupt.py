@@ -3,7 +3,6 @@
 Everything a run writes is atomic, so quitting at any instant (second Ctrl-C, SIGKILL) leaves the
 previous checkpoint readable.
 """
-import os
 import signal
 import sys
 
@@ -29,12 +28,14 @@ class StopRequests:
         return False
 
     def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            sys.stderr.write("\nsecond Ctrl-C: quitting now (the last checkpoint is intact)\n")
-            os._exit(EXIT_CODES[signum])
         self.signum = self.signum or signum
+        # The next Ctrl-C takes the operating system's default action: the process ends at
+        # once, even while the main thread waits inside MXNet (where a Python handler would
+        # have to wait for the batch to finish).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping after this batch "
-                         "(Ctrl-C again to quit at once)\n")
+                         "(Ctrl-C again to quit at once; the last checkpoint is intact)\n")
+        sys.stderr.flush()
 
     def is_set(self):
         return self.signum is not None

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from train_cli.errors import Stopped, UsageError, UserError
 from train_cli.threads import available_cores
@@ -33,7 +33,6 @@ class Process:
     index: int
     popen: subprocess.Popen
     rank: int | None = None  # a worker's rank, learnt from its "[rank N]" output
-    lines: list = field(default_factory=list)
     forwarder: threading.Thread | None = None
 
     @property
@@ -52,15 +51,19 @@ def free_port(address="127.0.0.1"):
 
 
 def worker_args(train_args):
-    """The train command for each worker: a dist KVStore unless the user chose one."""
+    """The train command for each worker: dist_sync unless the user chose a dist KVStore.
+
+    A resumed run keeps the KVStore it was started with (from its config.json).
+    """
     args = list(train_args)
-    if "--kvstore" in args:
-        i = args.index("--kvstore")
-        kind = args[i + 1] if i + 1 < len(args) else ""
+    kinds = [a.split("=", 1)[1] for a in args if a.startswith("--kvstore=")]
+    kinds += [args[i + 1] if i + 1 < len(args) else "" for i, a in enumerate(args)
+              if a == "--kvstore"]
+    for kind in kinds:
         if not kind.startswith("dist"):
             raise UsageError(f"--kvstore {kind or '(missing)'} is not distributed; launch needs "
                              "dist_sync, dist_device_sync or dist_async (default dist_sync)")
-    elif not any(a.startswith("--kvstore=") for a in args):
+    if not kinds and "--resume" not in args and not any(a.startswith("--resume=") for a in args):
         args += ["--kvstore", "dist_sync"]
     return [sys.executable, "-m", "train_cli", "train", *args]
 
@@ -145,7 +148,6 @@ class Job:
             else:
                 out = prefix + line
             with self._lock:
-                process.lines.append(line)
                 self.echo(out)
 
     def start(self):
@@ -197,7 +199,19 @@ class Job:
             time.sleep(0.1)
 
     def stop(self):
-        """End every process still running: SIGTERM, then SIGKILL after a grace period."""
+        """End every process still running: SIGTERM, then SIGKILL after a grace period.
+
+        Ctrl-C is ignored meanwhile: interrupting the clean-up would orphan the processes,
+        which run in sessions of their own.
+        """
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._stop()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _stop(self):
         for p in self.processes:
             _kill_group(p.popen, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS

@@ -38,3 +38,8 @@ def config_options(command, only=None):
                                   help=f"{HELP[name]} [default: {_default_text(name)}]")
         command = option(command)
     return command
+
+
+progress_option = click.option(
+    "--progress/--no-progress", default=None,
+    help="Live progress bar per epoch [default: only when stdout is a terminal].")

@@ -30,7 +30,7 @@ def write_config(run, cfg, contexts, engine, cluster, data, resumed):
                   test_images=len(data.test) if data.test is not None else None),
         versions=dict(mxnet=mx.__version__, numpy=np.__version__,
                       python=platform.python_version()),
-        threads=threads.configure(), sessions=sessions))
+        threads=threads.current(), sessions=sessions))
 
 
 def print_header(cfg, run, contexts, engine, cluster, data, state):

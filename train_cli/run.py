@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from train_cli import checkpoint
 from train_cli.data import Split, default_data_dir, load_cifar10
 from train_cli.distributed import async_scheduler, connect
-from train_cli.engine import Engine, global_batch_size, make_contexts
+from train_cli.engine import Engine, make_contexts, process_batch_size
 from train_cli.errors import Stopped, UserError
 from train_cli.interrupt import StopRequests
 from train_cli.loader import Prefetcher, train_batches
@@ -27,13 +27,14 @@ from train_cli.schedule import lr_at
 
 
 @dataclass
-class Progress:
+class RunState:
     """What the checkpoint remembers besides tensors."""
     epochs_done: int = 0
     best_val_acc: float = -1.0
     best_epoch: int = 0
     elapsed: float = 0.0
     metrics: list = field(default_factory=list)
+    val_images: int = 0  # images the last validation actually evaluated (job-wide)
 
 
 def default_run_dir(model):
@@ -54,8 +55,11 @@ def start(cfg, overwrite=False, progress_bar=None):
 
 def resume(cfg, run, ckpt, progress_bar=None):
     """Continue a run from its checkpoint; return its summary dict."""
-    cluster, contexts, data = _prepare(cfg)
     workers = run.read_json(CONFIG).get("workers", 1)
+    if workers > 1 and os.environ.get("DMLC_ROLE") != "worker":
+        raise UserError(f"{run.path} was trained by {workers} workers; resume it the same way: "
+                        f"swishtrain launch -n {workers} -- --resume {run.path}")
+    cluster, contexts, data = _prepare(cfg)
     if workers != cluster.num_workers:  # the global batch, and so every step, would change
         how = f"swishtrain launch -n {workers} -- --resume {run.path}" if workers > 1 \
             else f"swishtrain resume {run.path}"
@@ -65,30 +69,37 @@ def resume(cfg, run, ckpt, progress_bar=None):
 
 
 def _prepare(cfg):
+    """Join the cluster, pick the devices and load the data; check a batch fits the data."""
     cluster = connect(cfg.kvstore)
     set_prefix(cluster.prefix())
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
-    data = load_cifar10(cfg.data_dir or default_data_dir(), cfg.val_split,
-                        warn=lambda m: echo(m, err=True) if cluster.writer else None)
+
+    def load():
+        return load_cifar10(cfg.data_dir or default_data_dir(), cfg.val_split,
+                            warn=lambda m: echo(m, err=True) if cluster.writer else None)
+    # rank 0 first: it may download and unpack the data set that the other workers then read
+    data = load() if cluster.writer else None
+    cluster.barrier()
+    data = data or load()
+    global_batch = process_batch_size(cfg.batch_size, contexts) * cluster.num_workers
+    if len(data.train) < global_batch:
+        raise UserError(f"only {len(data.train)} training images, fewer than one batch of "
+                        f"{global_batch}; lower --batch-size or --val-split")
     return cluster, contexts, data
 
 
 def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
     # -- 2. network and optimiser -------------------------------------------------------
-    state = Progress()
+    state = RunState()
     if restored is not None:
-        state = Progress(**{k: restored.meta[k] for k in Progress.__dataclass_fields__})
-    per_worker = len(data.train) // cluster.num_workers
+        state = RunState(**{k: restored.meta[k] for k in RunState.__dataclass_fields__
+                            if k in restored.meta})
+    global_batch = process_batch_size(cfg.batch_size, contexts) * cluster.num_workers
+    batches_per_epoch = len(data.train) // global_batch
     scheduler = None
-    if not cluster.sync:  # dist_async: the servers run the optimiser and its schedule
-        batch = global_batch_size(cfg.batch_size, contexts)
-        scheduler, _ = async_scheduler(cfg, (per_worker // batch) * cluster.num_workers,
-                                       state.epochs_done)
+    if not cluster.sync:  # dist_async: the servers run the optimiser, and its schedule
+        scheduler = async_scheduler(cfg, pushes_per_epoch=batches_per_epoch * cluster.num_workers)
     engine = Engine(cfg, contexts, cluster, lr_scheduler=scheduler)
-    batches_per_epoch = len(data.train) // engine.global_batch
-    if batches_per_epoch == 0:
-        raise UserError(f"only {len(data.train)} training images, fewer than one batch of "
-                        f"{engine.global_batch}; lower --batch-size or --val-split")
     if restored is not None:
         checkpoint.restore(restored, engine.net, engine.trainer, run.file(CHECKPOINT))
     if cluster.writer:
@@ -116,9 +127,8 @@ def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
             train_seconds = time.perf_counter() - started
             if stopped:
                 break
-            if cluster.sync:
-                engine.average_running_stats(cluster)
-            val_loss, val_acc, _ = _evaluate(engine, cluster, data.val)
+            engine.average_running_stats(cluster)
+            val_loss, val_acc, evaluated = _evaluate(engine, cluster, data.val)
             loss_sum, correct, seen = _job_totals(cluster, results)
             row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen, train_acc=correct / seen,
                        val_loss=val_loss, val_acc=val_acc,
@@ -127,6 +137,7 @@ def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
             state.metrics.append(row)
             state.epochs_done = epoch + 1
             state.elapsed += row["epoch_seconds"]
+            state.val_images = evaluated
             improved = val_acc > state.best_val_acc
             if improved:
                 state.best_val_acc, state.best_epoch = val_acc, epoch + 1
@@ -136,7 +147,7 @@ def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
                 _save_checkpoint(run, engine, cfg, state)
                 run.write_metrics(state.metrics)
             echo(epoch_line(row, cfg.epochs))
-    if stop.is_set():
+    if stop.is_set() and state.epochs_done < cfg.epochs:
         raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
                       f"{run.file(CHECKPOINT)} holds {state.epochs_done} completed epoch(s), "
                       "and the interrupted epoch restarts on resume.\n"
@@ -148,7 +159,8 @@ def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
 def _finish(cfg, run, cluster, engine, data, state):
     # -- 4. summary ---------------------------------------------------------------------
     summary = dict(model=cfg.model, best_val_acc=state.best_val_acc, best_epoch=state.best_epoch,
-                   final_val_acc=state.metrics[-1]["val_acc"], val_images=len(data.val),
+                   final_val_acc=state.metrics[-1]["val_acc"],
+                   val_images=state.val_images or len(data.val),
                    val_is_test=data.val_is_test, test_acc=None, test_images=None,
                    epochs=state.epochs_done, total_seconds=state.elapsed,
                    workers=cluster.num_workers,
@@ -166,6 +178,7 @@ def _finish(cfg, run, cluster, engine, data, state):
         summary["params_sha1"] = params_digest(engine.net)
         echo(f"parameters sha1: {summary['params_sha1']}")
     if cluster.writer:
+        run.write_metrics(state.metrics)  # again: a crash may have come between it and last.ckpt
         run.write_json(SUMMARY, summary)
     echo(f"Run folder: {run.path}")
     echo(f"Best validation accuracy: {state.best_val_acc:.4f} at epoch {state.best_epoch}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from train_cli.errors import UserError
 
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
+STUDY = "study.json"  # a study folder (one seed-<N>/ run folder per seed), see study.py
 BEST_PARAMS, CHECKPOINT = "best.params", "last.ckpt"
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "epoch_seconds", "train_img_per_s"]
@@ -37,12 +38,21 @@ def atomic_write(path, write):
         _fsync_dir(path.parent)
     except Exception as e:
         tmp.unlink(missing_ok=True)
+        # mx.nd.save reports a failed write as MXNetError; anything else is a bug, not I/O
+        if not isinstance(e, OSError) and type(e).__name__ != "MXNetError":
+            raise
         if isinstance(e, OSError) and e.errno == errno.ENOSPC or _disk_full(path.parent):
             raise UserError(f"no space left on the device while writing {path}; earlier files "
                             "there are intact: free some space, then resume the run") from None
-        if isinstance(e, OSError):
-            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
+        raise UserError(f"cannot write {path} ({_reason(e)}); earlier files there are "
+                        "intact") from None
+
+
+def _reason(error):
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
 
 
 def atomic_write_bytes(path, data):
@@ -116,11 +126,9 @@ class RunDir:
                 raise UserError(f"run folder {path} is not empty; choose another --run-dir, "
                                 f"continue it with `swishtrain resume {path}`, or replace it "
                                 "with --overwrite")
-            study = all(p.is_dir() and p.name.startswith("seed-") and (p / CONFIG).is_file()
-                        for p in path.iterdir())
-            if not ((path / CONFIG).is_file() or study):
+            if not ((path / CONFIG).is_file() or (path / STUDY).is_file()):
                 raise UserError(f"--overwrite refused: {path} does not look like a run folder "
-                                f"(no {CONFIG}), so nothing in it was deleted")
+                                f"(no {CONFIG} or {STUDY}), so nothing in it was deleted")
 
     @classmethod
     def create(cls, path, overwrite=False):
@@ -136,13 +144,13 @@ class RunDir:
         return cls(path)
 
     @classmethod
-    def existing(cls, path):
-        """Open the folder of an earlier run (for resume/compare)."""
+    def existing(cls, path, marker=CONFIG):
+        """Open the folder of an earlier run (or, with marker=STUDY, of a study)."""
         path = Path(path)
         if not path.is_dir():
             raise UserError(f"run folder {path} does not exist; check the path")
-        if not (path / CONFIG).is_file():
-            raise UserError(f"{path} is not a swishtrain run folder (no {CONFIG})")
+        if not (path / marker).is_file():
+            raise UserError(f"{path} is not a swishtrain run folder (no {marker})")
         return cls(path)
 
     def write_json(self, name, obj):

@@ -2,44 +2,76 @@
 
 One run is one sample: the 2018 comparison rested on a single run per activation. A study runs
 the same options with several seeds so `swishtrain compare` can put an interval on the answer.
+RUN_DIR/study.json records the seeds and options first, so an interrupted study resumes every
+seed, including those that had not started.
 """
 import dataclasses
 import statistics
 from pathlib import Path
 
 from train_cli import run as single
-from train_cli.errors import UserError
+from train_cli.config import from_dict, to_dict
+from train_cli.errors import UsageError, UserError
 from train_cli.progress import echo
-from train_cli.rundir import CONFIG, SUMMARY, RunDir
+from train_cli.resume import load_for_resume
+from train_cli.rundir import CHECKPOINT, CONFIG, STUDY, SUMMARY, RunDir
 
 
 def seed_dir(base, seed):
     return Path(base) / f"seed-{seed}"
 
 
+def check_seeds(seeds, cfg):
+    if not seeds:
+        raise UsageError("--seeds needs at least one seed, e.g. --seeds 1,2,3")
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must be distinct seeds of 0 or more (got "
+                         f"{','.join(map(str, seeds))}), e.g. --seeds 1,2,3")
+    if cfg.kvstore.startswith("dist"):
+        raise UsageError("--seeds runs in one process, which can join one distributed job "
+                         "only; launch one job per seed instead")
+
+
 def start_seeds(cfg, seeds, overwrite=False, progress_bar=None):
     """Train cfg once per seed; return the summaries."""
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds lists a seed twice ({','.join(map(str, seeds))})", exit_code=2)
-    base = Path(cfg.run_dir or single.default_run_dir(cfg.model))
-    RunDir.check_new(base, overwrite)
+    check_seeds(seeds, cfg)
+    study = RunDir.create(cfg.run_dir or single.default_run_dir(cfg.model), overwrite=overwrite)
+    study.write_json(STUDY, {"seeds": list(seeds), "config": to_dict(cfg)})
+    return _run_seeds(study.path, cfg, seeds, {}, progress_bar)
+
+
+def is_study(folder):
+    return (Path(folder) / STUDY).is_file()
+
+
+def resume_study(folder, overrides, progress_bar=None):
+    """Continue every seed of a study: resume those begun, start those that were not."""
+    saved = RunDir.existing(folder, marker=STUDY).read_json(STUDY)
+    try:
+        cfg, seeds = from_dict(saved["config"]), [int(s) for s in saved["seeds"]]
+    except (KeyError, TypeError, ValueError, UserError) as e:
+        raise UserError(f"{Path(folder) / STUDY} is corrupt ({e})") from None
+    return _run_seeds(Path(folder), cfg, seeds, overrides, progress_bar)
+
+
+def _run_seeds(base, cfg, seeds, overrides, progress_bar):
     summaries = []
     for i, seed in enumerate(seeds, 1):
-        echo(f"=== seed {seed} ({i}/{len(seeds)}) -> {seed_dir(base, seed)}")
-        summaries.append(single.start(
-            dataclasses.replace(cfg, seed=seed, run_dir=str(seed_dir(base, seed))),
-            overwrite=False, progress_bar=progress_bar))
+        path = seed_dir(base, seed)
+        if (path / CHECKPOINT).is_file() and is_finished(path) and overrides.get("epochs") is None:
+            echo(f"=== seed {seed} ({i}/{len(seeds)}): finished, in {path}")
+            summaries.append(RunDir(path).read_json(SUMMARY))
+        elif (path / CHECKPOINT).is_file():
+            echo(f"=== seed {seed} ({i}/{len(seeds)}): resuming {path}")
+            summaries.append(single.resume(*load_for_resume(path, overrides),
+                                           progress_bar=progress_bar))
+        else:
+            echo(f"=== seed {seed} ({i}/{len(seeds)}) -> {path}")
+            seed_cfg = dataclasses.replace(cfg, seed=seed, run_dir=str(path),
+                                           **{k: v for k, v in overrides.items() if v is not None})
+            summaries.append(single.start(seed_cfg, overwrite=True, progress_bar=progress_bar))
     report(seeds, summaries, base)
     return summaries
-
-
-def seed_runs(folder):
-    """The seed-<N> run folders of a study folder, in seed order (empty if it is not one)."""
-    folder = Path(folder)
-    if (folder / CONFIG).is_file() or not folder.is_dir():
-        return []
-    runs = [p for p in folder.glob("seed-*") if (p / CONFIG).is_file()]
-    return sorted(runs, key=lambda p: int(p.name.split("-", 1)[1]))
 
 
 def is_finished(path):
