@@ -146,6 +146,13 @@ def test_dist_kvstore_without_a_launcher_is_a_usage_error(run_cli, data_dir, tmp
     assert result.exit_code == 2 and "swishtrain launch" in result.stderr
 
 
-def test_launch_refuses_a_local_kvstore(run_cli):
-    result = run_cli("launch", "-n", "2", "--", "--kvstore", "device")
+@pytest.mark.parametrize("spelling", [["--kvstore", "device"], ["--kvstore=local"]])
+def test_launch_refuses_a_local_kvstore(run_cli, spelling):
+    result = run_cli("launch", "-n", "2", "--", *spelling)
     assert result.exit_code == 2 and "is not distributed" in result.stderr
+
+
+def test_a_distributed_run_is_not_resumed_as_a_single_process(run_cli, stepped_run):
+    result = run_cli("resume", stepped_run[0], "--epochs", 3)
+    assert result.exit_code == 1
+    assert f"swishtrain launch -n 2 -- --resume {stepped_run[0]}" in result.stderr
