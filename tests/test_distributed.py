@@ -156,3 +156,13 @@ def test_a_distributed_run_is_not_resumed_as_a_single_process(run_cli, stepped_r
     result = run_cli("resume", stepped_run[0], "--epochs", 3)
     assert result.exit_code == 1
     assert f"swishtrain launch -n 2 -- --resume {stepped_run[0]}" in result.stderr
+
+
+def test_dist_async_trains_and_refuses_to_resume(run_cli, data_dir, tmp_path):
+    run_dir = tmp_path / "async"
+    code, out = launch("--data-dir", data_dir, "--run-dir", run_dir, "--epochs", 2,
+                       "--kvstore", "dist_async", *TRAIN)
+    assert code == 0, out
+    assert len(read_metrics(run_dir / "metrics.csv")) == 2
+    code, out = launch("--resume", run_dir, "--epochs", 3)
+    assert code != 0 and "dist_async cannot be resumed" in out

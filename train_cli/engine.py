@@ -174,16 +174,18 @@ class Engine:
         worker evaluate the same network, and what is saved is what was evaluated.
         """
         stats = [p for p in self.trainer._params if p.grad_req == "null"]
-        devices = len(self.contexts)
-        if not stats or (devices == 1 and not cluster.distributed):
+        across_workers = cluster.distributed and cluster.sync  # dist_async has no collectives
+        if not stats or (len(self.contexts) == 1 and not across_workers):
             return
         flat = np.concatenate([np.mean([d.asnumpy() for d in p.list_data()], axis=0).ravel()
                                for p in stats])
-        if cluster.distributed and cluster.sync:
+        if across_workers:
             flat = cluster.sum(flat) / cluster.num_workers
         mean, offset = flat.astype(np.float32), 0
         for p in stats:
-            p.set_data(mx.nd.array(mean[offset:offset + p.data().size].reshape(p.shape)))
+            value = mx.nd.array(mean[offset:offset + p.data().size].reshape(p.shape))
+            for copy in p.list_data():  # not set_data(), which resets a dist_async KVStore
+                copy[:] = value
             offset += p.data().size
 
     def save_params(self, path):
