@@ -111,6 +111,8 @@ def resume(run_dir, progress, **values):
 
     The run keeps its options, data order and learning-rate schedule; only --epochs (to train
     longer), --data-dir and --eval-batch-size may change. metrics.csv gets the new epochs.
+    RUN_DIR may also be a study folder (--seeds): every seed is resumed, or started if it never
+    began. A distributed run resumes under `swishtrain launch -n N -- --resume RUN_DIR`.
 
     \b
     Example:
