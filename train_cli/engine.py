@@ -17,6 +17,7 @@ from train_cli.distributed import Cluster, prime_trainer
 from train_cli.errors import UsageError, UserError
 from train_cli.loader import eval_batches
 from train_cli.models import build_model
+from train_cli.rundir import atomic_write
 
 
 def make_contexts(gpus=(), cpu_devices=1):
@@ -115,10 +116,10 @@ class Engine:
             # Reading a value is a sync point: read the previous batch's, so the device always
             # has this batch queued while Python waits.
             if pending is not None:
-                results.append(self._finish(pending, epoch, on_batch))
+                results.append(self._collect(pending, epoch, on_batch))
             pending = (index, stats, len(images))
         if pending is not None:
-            results.append(self._finish(pending, epoch, on_batch))
+            results.append(self._collect(pending, epoch, on_batch))
         return results, stopped
 
     def step(self, xs, ys):
@@ -138,7 +139,8 @@ class Engine:
         return mx.nd.add_n(*parts) if len(parts) > 1 else parts[0]
 
     @staticmethod
-    def _finish(pending, epoch, on_batch):
+    def _collect(pending, epoch, on_batch):
+        """Read a finished batch's figures (a sync point) and check the loss is finite."""
         index, stats, count = pending
         loss_sum, correct = (float(v) for v in stats.asnumpy())
         if not math.isfinite(loss_sum):
@@ -190,7 +192,6 @@ class Engine:
 
     def save_params(self, path):
         """Weights in the standard Gluon format (net.load_parameters reads them)."""
-        from train_cli.rundir import atomic_write
         atomic_write(path, lambda tmp: self.net.save_parameters(str(tmp)))
 
     def load_params(self, path):

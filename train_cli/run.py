@@ -191,7 +191,9 @@ def _job_totals(cluster, results):
               sum(r.count for r in results)]
     if cluster.distributed and cluster.sync:
         return tuple(cluster.sum(totals))
-    return tuple(v * cluster.num_workers for v in totals) if cluster.distributed else tuple(totals)
+    # locally num_workers is 1; dist_async has no collectives: this worker's figures, with the
+    # image count scaled to the job so img/s is the job's
+    return tuple(v * cluster.num_workers for v in totals)
 
 
 def _evaluate(engine, cluster, split):
