@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml
 	"$(PYTHON)" -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@# compile the fused Swish operators now rather than at the first run (falls back if it can't)
-	-$(BIN)/python -m train_cli.swish_op
+	-$(BIN)/python -m train_cli.model.swish_op
 	@touch $(STAMP)
 
 test: install

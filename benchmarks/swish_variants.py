@@ -18,9 +18,9 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
 
-from train_cli import activations
+from train_cli.model import activations
 from train_cli.config import TrainConfig
-from train_cli.engine import Engine
+from train_cli.training.engine import Engine
 
 
 class PlainSwish(nn.HybridBlock):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train_cli.data import RECORD_BYTES, TEST_BATCH, TRAIN_BATCHES
+from train_cli.data.cifar10 import RECORD_BYTES, TEST_BATCH, TRAIN_BATCHES
 
 
 def synthetic_split(n, seed=0, noise=40):

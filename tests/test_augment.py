@@ -1,7 +1,7 @@
 """Whole-batch augmentation: each output image is a legal transform of its input."""
 import numpy as np
 
-from train_cli.augment import (
+from train_cli.data.augment import (
     AUGMENTATIONS,
     CIFAR10_MEAN,
     CIFAR10_STD,

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from train_cli.bench import forward_flops_per_image
+from train_cli.analysis.bench import forward_flops_per_image
 
 KEYS = ["train_img_per_s", "eval_img_per_s", "data_img_per_s", "epoch_img_per_s",
         "gflop_per_img", "achieved_gflops", "sgemm_gflops", "peak_rss_mb"]

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from train_cli.models import MODEL_NAMES
-from train_cli.rundir import read_metrics
+from train_cli.model.vgg import MODEL_NAMES
+from train_cli.training.recorder import read_metrics
 
 from helpers import TINY, write_cifar
 

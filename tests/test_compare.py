@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from train_cli import plot
-from train_cli.compare import bootstrap_diff, compare, find_run_dirs
+from train_cli.analysis import plot
+from train_cli.analysis.compare import bootstrap_diff, compare, find_run_dirs
 from train_cli.config import TrainConfig, to_dict
 from train_cli.errors import UserError
-from train_cli.rundir import format_metrics
+from train_cli.training.recorder import format_metrics
 
 
 def curve(best, best_epoch, final, epochs):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train_cli import data
+from train_cli.data import cifar10 as data
 from train_cli.errors import UserError
 
 from helpers import make_tar_gz, synthetic_split, write_bin_batch, write_cifar

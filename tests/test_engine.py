@@ -5,12 +5,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from train_cli.cluster.process_group import Cluster
 from train_cli.config import TrainConfig
-from train_cli.data import Split
-from train_cli.distributed import Cluster
-from train_cli.engine import Diverged, Engine, make_contexts
+from train_cli.data.cifar10 import Split
+from train_cli.data.loader import train_batches
 from train_cli.errors import UsageError
-from train_cli.loader import train_batches
+from train_cli.training.engine import Diverged, Engine, make_contexts
 
 from helpers import synthetic_split
 
@@ -56,7 +56,7 @@ def test_evaluation_counts_every_image_exactly_once():
     data = split(23, seed=3)
     loss, acc, n = engine.evaluate(data)
     assert n == 23
-    from train_cli.augment import normalise
+    from train_cli.data.augment import normalise
     logits = engine.net(mx.nd.array(normalise(data.images))).asnumpy()
     expected = np.mean(logits.argmax(axis=1) == data.labels)
     assert acc == pytest.approx(expected, abs=1e-9)
@@ -81,7 +81,7 @@ def test_gpus_on_a_cpu_only_build_is_a_usage_error():
 
 
 def test_batch_size_is_per_gpu_but_per_process_on_cpus():
-    from train_cli.engine import process_batch_size
+    from train_cli.training.engine import process_batch_size
     assert process_batch_size(128, [mx.gpu(0), mx.gpu(1)]) == 256  # contexts need no GPU
     assert process_batch_size(128, [mx.cpu(0), mx.cpu(1)]) == 128
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from train_cli.rundir import read_metrics
+from train_cli.training.recorder import read_metrics
 
 from helpers import TINY
 
@@ -34,7 +34,7 @@ def test_evaluate_reproduces_the_recorded_validation_accuracy(run_cli, cifar_dir
     assert float(loss) == pytest.approx(best["val_loss"], abs=1e-4)
     assert tail == " (the run validated on the test split)"
 
-    from train_cli.evaluate import evaluate_run
+    from train_cli.analysis.evaluate import evaluate_run
     result = evaluate_run(run_dir, split="test")
     assert result.accuracy == summary["best_val_acc"] and result.images == 30
     assert result.loss == pytest.approx(best["val_loss"], rel=1e-5)  # csv keeps 6 digits

@@ -4,8 +4,8 @@ import threading
 import numpy as np
 import pytest
 
-from train_cli.data import Split
-from train_cli.loader import Prefetcher, eval_batches, train_batches
+from train_cli.data.cifar10 import Split
+from train_cli.data.loader import Prefetcher, eval_batches, train_batches
 
 
 def numbered_split(n):
@@ -18,7 +18,7 @@ def numbered_split(n):
 
 def ids(batch_images):
     """Recover image indices from normalised, unaugmented batches."""
-    from train_cli.augment import CIFAR10_MEAN, CIFAR10_STD
+    from train_cli.data.augment import CIFAR10_MEAN, CIFAR10_STD
     px = batch_images[:, :2, 0, 0] * (255 * CIFAR10_STD[:2]) + 255 * CIFAR10_MEAN[:2]
     px = np.rint(px).astype(int)
     return px[:, 0] + 256 * px[:, 1]

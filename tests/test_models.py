@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from train_cli.activations import make_activation
 from train_cli.errors import UsageError
-from train_cli.models import (
+from train_cli.model.activations import make_activation
+from train_cli.model.vgg import (
     MODEL_NAMES,
     build_model,
     count_params,

@@ -12,8 +12,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from train_cli import checkpoint
-from train_cli.rundir import read_metrics
+from train_cli.training import checkpoint
+from train_cli.training.recorder import read_metrics
 
 from helpers import write_cifar
 

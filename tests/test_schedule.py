@@ -1,4 +1,4 @@
-from train_cli.schedule import lr_at
+from train_cli.training.schedule import lr_at
 
 
 def test_steps_apply_after_that_many_completed_epochs():

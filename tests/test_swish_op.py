@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from train_cli import swish_op
-from train_cli.activations import Swish, SwishBeta
+from train_cli.model import swish_op
+from train_cli.model.activations import Swish, SwishBeta
 
 needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")),
                                     reason="no C++ compiler")
@@ -81,7 +81,7 @@ def test_swish_beta_matches_the_formula_including_the_beta_gradient(fused, hybri
 def test_beta_gradient_is_bit_identical_across_thread_counts(tmp_path):
     """Exact resume needs reproducible gradients: the beta reduction must not depend on threads."""
     script = ("import numpy as np, mxnet as mx; from mxnet import autograd; "
-              "from train_cli.activations import SwishBeta; b = SwishBeta(); b.initialize(); "
+              "from train_cli.model.activations import SwishBeta; b = SwishBeta(); b.initialize(); "
               "x = mx.nd.array(np.random.default_rng(0).normal(size=(64, 64, 32, 32))); "
               "x.attach_grad()\nwith autograd.record(): y = b(x)\ny.backward(); "
               "print(repr(float(b.beta.grad().asnumpy()[0])))")
@@ -94,7 +94,7 @@ def test_beta_gradient_is_bit_identical_across_thread_counts(tmp_path):
 def test_without_a_compiler_swish_falls_back_to_gluon(tmp_path):
     env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"),
                SWISHTRAIN_CACHE=str(tmp_path / "cache"))
-    script = ("from train_cli.activations import Swish; import mxnet as mx; s = Swish(); "
+    script = ("from train_cli.model.activations import Swish; import mxnet as mx; s = Swish(); "
               "print('fused' if s.fused else 'gluon', s(mx.nd.array([2.0])).asscalar())")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr

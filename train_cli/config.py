@@ -245,7 +245,7 @@ def validate(cfg):
     need(cfg.seed >= 0, "seed", f"must be 0 or more (got {cfg.seed})")
     need(cfg.dtype == "float32" or cfg.gpus, "dtype",
          "float16 needs --gpus: MXNet's CPU kernels have no fast float16 path")
-    from train_cli.models import check_model_name, check_width  # no mxnet import
+    from train_cli.model.vgg import check_model_name, check_width  # no mxnet import
     check_model_name(cfg.model)
     check_width(cfg.width)
 

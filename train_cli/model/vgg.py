@@ -10,8 +10,8 @@ import re
 import mxnet as mx
 from mxnet.gluon import nn
 
-from train_cli.activations import ACTIVATIONS, make_activation
 from train_cli.errors import UsageError
+from train_cli.model.activations import ACTIVATIONS, make_activation
 
 # depth -> (convs per stage, channels per stage), as gluon's model zoo
 VGG_SPEC = {

@@ -9,12 +9,12 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from train_cli import run as single
 from train_cli.config import from_dict, to_dict
 from train_cli.errors import UsageError, UserError
-from train_cli.progress import echo
-from train_cli.resume import load_for_resume
-from train_cli.rundir import CHECKPOINT, CONFIG, STUDY, SUMMARY, RunDir
+from train_cli.training import run as single
+from train_cli.training.progress import echo
+from train_cli.training.recorder import CHECKPOINT, CONFIG, STUDY, SUMMARY, RunDir
+from train_cli.training.resume import load_for_resume
 
 
 def seed_dir(base, seed):

@@ -1,7 +1,7 @@
 """The commands around training: launch (distributed), compare, evaluate, bench."""
 import click
 
-from train_cli.options import FieldType, config_options
+from train_cli.cli.options import FieldType, config_options
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -29,7 +29,7 @@ def launch(workers, servers, hostfile, root_uri, timeout, train_args):
     Example (2 workers, 1 server on this machine):
       swishtrain launch -n 2 -- --model vgg11_bn --width 0.25 --epochs 10
     """
-    from train_cli.launch import run_job
+    from train_cli.cluster.launch import run_job
     hosts = []
     if hostfile:
         with open(hostfile) as f:
@@ -62,10 +62,10 @@ def compare(run_dirs, as_json, plot_file):
     """
     import json
 
-    from train_cli.compare import compare as compare_runs
+    from train_cli.analysis.compare import compare as compare_runs
     result = compare_runs(run_dirs)
     if plot_file:
-        from train_cli.plot import plot_comparison
+        from train_cli.analysis.plot import plot_comparison
         plot_comparison(result, plot_file)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -98,7 +98,7 @@ def evaluate(run_dir, split, data_dir, params):
     Example:
       swishtrain evaluate runs/vgg16_bn_swish-20261129-101500 --split test
     """
-    from train_cli.evaluate import evaluate_run
+    from train_cli.analysis.evaluate import evaluate_run
     result = evaluate_run(run_dir, split=split, data_dir=data_dir, params=params,
                           warn=lambda m: click.echo(m, err=True))
     click.echo(result.line())
@@ -129,7 +129,7 @@ def bench(steps, repeats, sgemm_size, as_json, **values):
     """
     import json
 
-    from train_cli.bench import format_report, run_bench
+    from train_cli.analysis.bench import format_report, run_bench
     from train_cli.config import build_config
     result = run_bench(build_config(values), steps=steps, repeats=repeats,
                        sgemm_size=sgemm_size)

@@ -111,5 +111,5 @@ def status():
     return f"pure-Gluon Swish ({_state['reason']})"
 
 
-if __name__ == "__main__":  # `python -m train_cli.swish_op`: build ahead of time (make install)
+if __name__ == "__main__":  # `python -m train_cli.model.swish_op`: build ahead of time (make install)
     print(status())

@@ -12,9 +12,9 @@ import click
 from click_default_group import DefaultGroup
 
 from train_cli import __version__
-from train_cli.cli_tools import bench, compare, evaluate, launch
+from train_cli.cli.options import FieldType, config_options, progress_option
+from train_cli.cli.tools import bench, compare, evaluate, launch
 from train_cli.errors import EXIT_USAGE, Stopped, UserError
-from train_cli.options import FieldType, config_options, progress_option
 
 
 class SwishtrainGroup(DefaultGroup):
@@ -85,13 +85,13 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
             raise click.UsageError("--config and --seeds cannot be combined with --resume: a "
                                    "resumed run keeps the options it started with")
         return _resume(resume_dir, values, progress)
-    from train_cli import run
     from train_cli.config import build_config, warnings
+    from train_cli.training import run
     cfg = build_config(values, config_file)
     for warning in warnings(cfg):
         click.echo(f"warning: {warning}", err=True)
     if seeds is not None:
-        from train_cli.study import start_seeds
+        from train_cli.training.study import start_seeds
         start_seeds(cfg, seeds, overwrite=overwrite, progress_bar=progress)
     else:
         run.start(cfg, overwrite=overwrite, progress_bar=progress)
@@ -122,9 +122,9 @@ def resume(run_dir, progress, **values):
 
 
 def _resume(run_dir, values, progress):
-    from train_cli import run
-    from train_cli.resume import load_for_resume
-    from train_cli.study import is_study, resume_study
+    from train_cli.training import run
+    from train_cli.training.resume import load_for_resume
+    from train_cli.training.study import is_study, resume_study
     if is_study(run_dir):  # continue every seed of a study
         return resume_study(run_dir, values, progress_bar=progress)
     cfg, folder, ckpt = load_for_resume(run_dir, values)
@@ -141,7 +141,7 @@ def models(width):
     Example:
       swishtrain models --width 0.25
     """
-    from train_cli.models import MODEL_NAMES, check_width, count_params
+    from train_cli.model.vgg import MODEL_NAMES, check_width, count_params
     check_width(width)
     click.echo(f"{'model':<20} {'parameters':>12}")
     for name in MODEL_NAMES:

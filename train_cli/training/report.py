@@ -9,9 +9,9 @@ import numpy as np
 
 from train_cli import __version__, threads
 from train_cli.config import to_dict
-from train_cli.models import count_params
-from train_cli.progress import echo
-from train_cli.rundir import CONFIG
+from train_cli.model.vgg import count_params
+from train_cli.training.progress import echo
+from train_cli.training.recorder import CONFIG
 
 
 def write_config(run, cfg, contexts, engine, cluster, data, resumed):

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from train_cli.augment import AUGMENTATIONS, normalise
+from train_cli.data.augment import AUGMENTATIONS, normalise
 
 
 def epoch_rng(seed, epoch):

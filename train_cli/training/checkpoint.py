@@ -16,7 +16,7 @@ import mxnet as mx
 import numpy as np
 
 from train_cli.errors import UserError
-from train_cli.rundir import atomic_write
+from train_cli.training.recorder import atomic_write
 
 FORMAT_VERSION = 1
 REQUIRED_META = {"format_version", "model", "epochs_done", "best_val_acc", "best_epoch",

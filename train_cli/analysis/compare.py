@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from train_cli.compare_table import format_table as _format_table
+from train_cli.analysis.table import format_table as _format_table
 from train_cli.errors import UserError
-from train_cli.rundir import CONFIG, METRICS, SUMMARY, read_metrics
+from train_cli.training.recorder import CONFIG, METRICS, SUMMARY, read_metrics
 
 IGNORED = ("seed", "run_dir", "data_dir", "eval_batch_size", "hybridize", "epochs")
 RESAMPLES = 10_000

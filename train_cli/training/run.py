@@ -13,17 +13,17 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from train_cli import checkpoint
-from train_cli.data import Split, default_data_dir, load_cifar10
-from train_cli.distributed import async_scheduler, connect
-from train_cli.engine import Engine, make_contexts, process_batch_size
+from train_cli.cluster.process_group import async_scheduler, connect
+from train_cli.data.cifar10 import Split, default_data_dir, load_cifar10
+from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.errors import Stopped, UserError
-from train_cli.interrupt import StopRequests
-from train_cli.loader import Prefetcher, train_batches
-from train_cli.progress import EpochProgress, echo, epoch_line, set_prefix
-from train_cli.report import print_header, write_config
-from train_cli.rundir import BEST_PARAMS, CHECKPOINT, CONFIG, SUMMARY, RunDir
-from train_cli.schedule import lr_at
+from train_cli.training import checkpoint
+from train_cli.training.engine import Engine, make_contexts, process_batch_size
+from train_cli.training.interrupt import StopRequests
+from train_cli.training.progress import EpochProgress, echo, epoch_line, set_prefix
+from train_cli.training.recorder import BEST_PARAMS, CHECKPOINT, CONFIG, SUMMARY, RunDir
+from train_cli.training.report import print_header, write_config
+from train_cli.training.schedule import lr_at
 
 
 @dataclass

@@ -7,7 +7,7 @@ when they could be built, else the same formula in Gluon ops.
 import mxnet as mx
 from mxnet.gluon import nn
 
-from train_cli import swish_op
+from train_cli.model import swish_op
 
 ACTIVATIONS = ("relu", "swish", "swishbeta", "elu", "selu", "gelu")
 _GLUON = {"elu": nn.ELU, "selu": nn.SELU, "gelu": nn.GELU}

@@ -1,10 +1,10 @@
 """Reopen an earlier run: its saved options, the few that may change, and its checkpoint."""
 import dataclasses
 
-from train_cli import checkpoint
 from train_cli.config import flag, from_dict, validate
 from train_cli.errors import UsageError, UserError
-from train_cli.rundir import CHECKPOINT, CONFIG, RunDir
+from train_cli.training import checkpoint
+from train_cli.training.recorder import CHECKPOINT, CONFIG, RunDir
 
 # Options that may differ when a run is resumed: they change how long it runs or where it reads
 # data from, never what an epoch computes.

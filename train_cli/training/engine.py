@@ -13,11 +13,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from train_cli.distributed import Cluster, prime_trainer
+from train_cli.cluster.process_group import Cluster, prime_trainer
+from train_cli.data.loader import eval_batches
 from train_cli.errors import UsageError, UserError
-from train_cli.loader import eval_batches
-from train_cli.models import build_model
-from train_cli.rundir import atomic_write
+from train_cli.model.vgg import build_model
+from train_cli.training.recorder import atomic_write
 
 
 def make_contexts(gpus=(), cpu_devices=1):

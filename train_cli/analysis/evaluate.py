@@ -6,10 +6,10 @@ run's validation split.
 """
 from dataclasses import dataclass
 
-from train_cli.data import default_data_dir, load_cifar10
+from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.errors import UserError
-from train_cli.resume import run_config
-from train_cli.rundir import BEST_PARAMS, CHECKPOINT, RunDir
+from train_cli.training.recorder import BEST_PARAMS, CHECKPOINT, RunDir
+from train_cli.training.resume import run_config
 
 SPLITS = ("test", "val", "train")
 PARAMS = {"best": BEST_PARAMS, "last": CHECKPOINT}
@@ -58,8 +58,8 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", warn=print
     images = pick_split(data, split)
 
     # mxnet is imported only now, after the cheap checks above have passed
-    from train_cli import checkpoint
-    from train_cli.engine import Engine, make_contexts
+    from train_cli.training import checkpoint
+    from train_cli.training.engine import Engine, make_contexts
     engine = Engine(cfg, make_contexts(cfg.gpus, cfg.cpu_devices))
     if params == "best":
         _load_params(engine, weights, cfg.model)

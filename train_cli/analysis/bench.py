@@ -18,11 +18,11 @@ import time
 import mxnet as mx
 import numpy as np
 
-from train_cli import swish_op
-from train_cli.data import Split
-from train_cli.engine import Engine, make_contexts
-from train_cli.loader import Prefetcher, train_batches
-from train_cli.models import count_params, layer_plan, parse_name
+from train_cli.data.cifar10 import Split
+from train_cli.data.loader import Prefetcher, train_batches
+from train_cli.model import swish_op
+from train_cli.model.vgg import count_params, layer_plan, parse_name
+from train_cli.training.engine import Engine, make_contexts
 
 
 def forward_flops_per_image(model, width=1.0):
