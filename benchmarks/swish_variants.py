@@ -8,12 +8,15 @@ rounds of each variant's step time relative to ReLU's in the same round.
 
     python benchmarks/swish_variants.py --rounds 6 [--width 1.0]
 """
-# ruff: noqa: I001  (train_cli must be imported before mxnet: it fixes MXNet's thread settings)
+# ruff: noqa: I001, E402  (MXNet reads its thread settings once, at import: configure them first)
 import argparse
 import statistics
 import time
 
-import train_cli  # noqa: F401  (thread settings before mxnet)
+from train_cli import threads
+
+threads.configure()
+
 import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn

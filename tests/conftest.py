@@ -4,7 +4,11 @@ import os
 import pytest
 from click.testing import CliRunner
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")  # before mxnet is imported (via train_cli)
+from train_cli import threads  # noqa: E402
+
+# as the swishtrain entry point does, before anything imports mxnet
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+threads.configure()
 
 from train_cli.cli import cli  # noqa: E402
 

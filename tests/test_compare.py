@@ -11,7 +11,7 @@ from train_cli.analysis import plot
 from train_cli.analysis.compare import bootstrap_diff, compare, find_run_dirs
 from train_cli.config import TrainConfig, to_dict
 from train_cli.errors import UserError
-from train_cli.training.recorder import format_metrics
+from train_cli.runfolder import format_metrics
 
 
 def curve(best, best_epoch, final, epochs):

@@ -141,7 +141,7 @@ def test_download_verifies_and_extracts(tmp_path, http_server):
                                md5=hashlib.md5(archive).hexdigest(), progress=False)
     assert (fmt, folder) == ("bin", root / data.BIN_DIR)
     assert (root / data.ARCHIVE_NAME).read_bytes() == archive
-    assert not list(root.glob("*.part")) and not list(root.glob(".extract-*"))
+    assert not list(root.glob(".*.tmp")) and not list(root.glob(".extract-*"))  # no leftovers
     assert len(data.read_batch(fmt, folder, "test_batch")) == 2
 
 

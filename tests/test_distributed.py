@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from train_cli.training.recorder import read_metrics
+from train_cli.runfolder import read_metrics
 
 from helpers import write_cifar
 

@@ -5,11 +5,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from train_cli.cluster.process_group import Cluster
 from train_cli.config import TrainConfig
 from train_cli.data.cifar10 import Split
 from train_cli.data.loader import train_batches
 from train_cli.errors import UsageError
+from train_cli.mxnet_private import structural_params
 from train_cli.training.engine import Diverged, Engine, make_contexts
 
 from helpers import synthetic_split
@@ -29,7 +29,7 @@ def params_after_one_epoch(cfg, data):
     engine.train_epoch(train_batches(data, engine.batch_size, cfg.seed, 0, "none"), cfg.lr,
                        cfg.seed, 0)
     return {name: p.data(mx.cpu(0)).asnumpy()
-            for name, p in engine.net._collect_params_with_prefix().items()}
+            for name, p in structural_params(engine.net).items()}
 
 
 def test_two_cpu_contexts_give_the_same_updates_as_one():
@@ -37,7 +37,7 @@ def test_two_cpu_contexts_give_the_same_updates_as_one():
     one = params_after_one_epoch(PLAIN, data)
     two = params_after_one_epoch(dataclasses.replace(PLAIN, cpu_devices=2), data)
     assert one.keys() == two.keys()
-    initial = Engine(PLAIN, [mx.cpu()]).net._collect_params_with_prefix()
+    initial = structural_params(Engine(PLAIN, [mx.cpu()]).net)
     moved = 0
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
@@ -90,11 +90,11 @@ def test_batchnorm_statistics_agree_across_devices_after_an_epoch():
     cfg = dataclasses.replace(PLAIN, model="vgg11_bn", cpu_devices=2)
     engine = Engine(cfg, make_contexts((), 2))
     engine.train_epoch(train_batches(split(32), 8, 0, 0, "crop-flip"), cfg.lr, 0, 0)
-    stats = [p for p in engine.trainer._params if p.grad_req == "null"]
+    stats = [p for p in engine.net.collect_params().values() if p.grad_req == "null"]
     differ = [p.name for p in stats
               if not np.array_equal(*(d.asnumpy() for d in p.list_data()))]
     assert differ  # each device saw other images ...
-    engine.average_running_stats(Cluster())
+    engine.sync_batchnorm_stats()
     for p in stats:  # ... and after averaging they hold the same statistics
         a, b = (d.asnumpy() for d in p.list_data())
         np.testing.assert_array_equal(a, b, err_msg=p.name)

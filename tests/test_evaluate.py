@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from train_cli.training.recorder import read_metrics
+from train_cli.runfolder import read_metrics
 
 from helpers import TINY
 

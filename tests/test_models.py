@@ -1,18 +1,16 @@
-"""Model registry, architecture and activations."""
+"""Model registry, architecture, FLOPs and activations."""
+import subprocess
+import sys
+
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd
 
 from train_cli.errors import UsageError
-from train_cli.model.activations import make_activation
-from train_cli.model.vgg import (
-    MODEL_NAMES,
-    build_model,
-    count_params,
-    parse_name,
-    trainable_param_count,
-)
+from train_cli.model.activations import BLOCKS, make_activation
+from train_cli.model.spec import ACTIVATIONS, MODEL_NAMES, parse_name
+from train_cli.model.vgg import build_model, count_params, trainable_param_count
 
 
 def initialised(net):
@@ -34,8 +32,47 @@ def test_vgg16_bn_matches_the_model_zoo_parameter_count():
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_counted_parameters_match_the_built_network(name):
     net = initialised(build_model(name, width=0.125))
-    assert trainable_param_count(net) == count_params(name, width=0.125)
+    arrays = sum(p.data().size for p in net.collect_params().values() if p.grad_req != "null")
+    assert trainable_param_count(net) == count_params(name, width=0.125) == arrays
     assert net(mx.nd.zeros((2, 3, 32, 32))).shape == (2, 10)
+
+
+def test_counting_needs_known_shapes_and_leaves_names_and_swish_alone():
+    with pytest.raises(ValueError, match="unknown"):
+        trainable_param_count(mx.gluon.model_zoo.vision.vgg11(classes=10))  # deferred shapes
+    before = build_model("vgg11_swish")
+    count_params("vgg11_swish")
+    after = build_model("vgg11_swish")
+    assert int(after.prefix[3:-1]) == int(before.prefix[3:-1]) + 1  # vgg<N>_: no gap
+    assert count_params("vgg16_bn_swishbeta") == 33_646_666 + 15  # one beta per activation
+
+
+def test_spec_and_config_validation_do_not_import_mxnet():
+    code = ("import sys, train_cli.model.spec, train_cli.config; "
+            "assert 'mxnet' not in sys.modules, 'mxnet imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_activation_blocks_are_the_spec_names():
+    assert tuple(BLOCKS) == ACTIVATIONS
+
+
+def test_forward_flops_of_vgg16_bn():
+    # 2 FLOPs per multiply-add; 9 * cin * cout * side^2 per conv, stage by stage:
+    # 9 * (3*64*32^2 + 64*64*32^2 + 64*128*16^2 + 128*128*16^2 + 128*256*8^2 + 2*256*256*8^2
+    #      + 256*512*4^2 + 2*512*512*4^2 + 3*512*512*2^2) = 9 * 34,799,616 = 313,196,544;
+    # dense: 512*4096 + 4096*4096 + 4096*10 = 18,915,328; 2 * 332,111,872 = 664,223,744
+    # (the figure bench computed from the old layer plan)
+    assert build_model("vgg16_bn").forward_flops() == 664_223_744
+    assert build_model("vgg16").forward_flops() == 664_223_744  # BN and activations: no FLOPs
+
+
+def test_forward_flops_at_width_one_eighth():
+    # channels 8, 16, 32, 64, 64, dense 512: 9 * (3*8*32^2 + 8*8*32^2 + 8*16*16^2 + 16*16*16^2
+    # + 16*32*8^2 + 2*32*32*8^2 + 32*64*4^2 + 2*64*64*4^2 + 3*64*64*2^2) = 9 * 565,248
+    # = 5,087,232; dense 64*512 + 512*512 + 512*10 = 300,032; 2 * 5,387,264 = 10,774,528
+    assert build_model("vgg16_bn_swish", width=0.125).forward_flops() == 10_774_528
 
 
 def test_registry_has_every_depth_bn_and_activation():

@@ -12,8 +12,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from train_cli.runfolder import read_metrics
 from train_cli.training import checkpoint
-from train_cli.training.recorder import read_metrics
 
 from helpers import write_cifar
 
@@ -199,7 +199,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
     real_save, calls = mx.nd.save, []
 
     def save_until_disk_full(fname, data):
-        if fname.endswith(f".tmp{os.getpid()}") and "last.ckpt" in fname:
+        if fname.endswith(".tmp") and "last.ckpt" in fname:  # atomic_write's temporary file
             calls.append(fname)
             if len(calls) == 3:  # epoch-0, epoch-1 checkpoints fit; epoch 2's does not
                 with open(fname, "wb") as f:

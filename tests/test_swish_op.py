@@ -110,3 +110,16 @@ def test_build_writes_the_library_atomically_into_the_cache(tmp_path, monkeypatc
     path = swish_op.build()
     assert path.is_file() and path.parent.parent == tmp_path / "ops"
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_failed_compile_raises_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    # a "compiler" that writes half a library, then fails as a real one would
+    fake = tmp_path / "fake-cxx"
+    fake.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && echo half > "$2"; shift; '
+                    'done\necho "error: boom" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    path = tmp_path / "lib" / "libswish.so"
+    with pytest.raises(RuntimeError, match="boom"):
+        swish_op.build(path)
+    assert [p.name for p in path.parent.iterdir()] == [".lock"]

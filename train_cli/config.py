@@ -1,5 +1,10 @@
 """Options -> one frozen, validated TrainConfig.
 
+Each option is declared once, as a field of TrainConfig below: its default, its type (which picks
+the parser), its --help text and, for a string, the values allowed. Its flag (--batch-size) and
+config-file key (batch-size, or batch_size) follow from the field's name; cli/options.py makes
+the click options from the same fields.
+
 Precedence, lowest first: the defaults below, a TOML file (--config), command-line flags. The same
 parsers read flags and TOML values, so a value means the same thing wherever it is written.
 """
@@ -10,80 +15,79 @@ from dataclasses import dataclass
 
 from train_cli.errors import UsageError
 
-
-# -----------------------------------------------------------------------------
-# Defaults: the 2018 blog experiment (VGG16-BN, SGD, lr 0.1 stepped at 10/20/30 over 40 epochs).
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "vgg16_bn"  # see `swishtrain models`
-    epochs: int = 40
-    batch_size: int = 128  # per GPU, as the original script; split over --cpu-devices
-    eval_batch_size: int = 500  # evaluation needs no gradients, so bigger batches are cheap
-    lr: float = 0.1
-    momentum: float = 0.9
-    wd: float = 1e-4
-    lr_steps: tuple = (10, 20, 30)  # multiply lr by lr_factor once this many epochs are done
-    lr_factor: float = 0.1
-    gpus: tuple = ()  # empty: train on the CPU
-    cpu_devices: int = 1  # >1 splits each batch over several CPU contexts (multi-device path)
-    kvstore: str = "device"  # how gradients from several devices (or machines) are summed
-    dtype: str = "float32"
-    augment: str = "crop-flip"  # crop-flip | flip (what the blog script effectively did) | none
-    val_split: int = 0  # 0: validate on the test split; N: hold out N training images
-    width: float = 1.0  # scales every channel and dense width, for CPU-sized studies
-    dropout: float = 0.5  # after each of the two dense layers, as VGG
-    seed: int = 0
-    data_dir: str = ""  # "": $SWISHTRAIN_DATA or ~/.swishtrain/datasets/cifar10
-    run_dir: str = ""  # "": runs/<model>-<timestamp>
-    hybridize: bool = True
-
-
 AUGMENTS = ("crop-flip", "flip", "none")
 DTYPES = ("float32", "float16")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
-HELP = {
-    "model": "Network to train, e.g. vgg16_bn or vgg16_bn_swish (list: `swishtrain models`).",
-    "epochs": "Number of epochs to train.",
-    "batch_size": "Images per batch per GPU (the global batch is this times the number of GPUs); "
-                  "with --cpu-devices N each batch is split over the N contexts.",
-    "eval_batch_size": "Images per evaluation batch (per GPU); every image is evaluated once.",
-    "lr": "Initial learning rate of SGD.",
-    "momentum": "SGD momentum.",
-    "wd": "Weight decay (L2) applied by SGD.",
-    "lr_steps": "Comma-separated epoch counts: after that many epochs have COMPLETED the rate is "
-                "multiplied by --lr-factor (10 means epochs 11.. use the lower rate).",
-    "lr_factor": "Factor applied to the learning rate at each of --lr-steps.",
-    "gpus": "Comma-separated GPU ids, e.g. 0,1 (needs an MXNet build with CUDA); empty = CPU.",
-    "cpu_devices": "Split each batch over N CPU contexts (runs the multi-device code path "
-                   "without GPUs).",
-    "kvstore": "MXNet KVStore that sums gradients: " + ", ".join(KVSTORES) + ".",
-    "dtype": "Training precision: float32, or float16 (with float32 master weights; GPU).",
-    "augment": "Training augmentation: crop-flip (pad 4, random 32x32 crop, horizontal flip), "
-               "flip (horizontal flip only, as the blog script), none.",
-    "val_split": "Hold out N training images for validation instead of using the test split; "
-                 "the test accuracy of the best epoch is then reported too.",
-    "width": "Scale every channel and dense width by F (1.0 = standard VGG).",
-    "dropout": "Dropout rate after each of the two hidden dense layers (VGG uses 0.5).",
-    "seed": "Random seed for initialisation, shuffling, augmentation and dropout.",
-    "data_dir": "Folder holding CIFAR-10 (or where to download it); default $SWISHTRAIN_DATA or "
-                "~/.swishtrain/datasets/cifar10.",
-    "run_dir": "Where to write results; default runs/<model>-<timestamp>.",
-    "hybridize": "Compile the network with hybridize() (faster); --no-hybridize for debugging.",
-}
 
-FIELD_NAMES = [f.name for f in dataclasses.fields(TrainConfig)]
+def option(default, help, choices=None):
+    """A TrainConfig field: its default, its --help text and, for a string, the values allowed.
+
+    The field's type picks the parser (PARSE_BY_TYPE); a bool becomes an on/off flag pair.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
-def flag(name):
-    """The command-line spelling of a config field: batch_size -> --batch-size."""
-    return "--" + name.replace("_", "-")
+# -----------------------------------------------------------------------------
+# The options. Defaults: the 2018 blog experiment (VGG16-BN, SGD, lr 0.1 stepped at 10/20/30 over
+# 40 epochs); a comment says why where the default is not just the blog's value.
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = option("vgg16_bn",  # the blog's ReLU arm; its Swish arm is vgg16_bn_swish
+        "Network to train, e.g. vgg16_bn or vgg16_bn_swish (list: `swishtrain models`).")
+    epochs: int = option(40,
+        "Number of epochs to train.")
+    batch_size: int = option(128,  # per GPU, as the original script; split over --cpu-devices
+        "Images per batch per GPU (the global batch is this times the number of GPUs); "
+        "with --cpu-devices N each batch is split over the N contexts.")
+    eval_batch_size: int = option(500,  # evaluation needs no gradients, so bigger batches are cheap
+        "Images per evaluation batch (per GPU); every image is evaluated once.")
+    lr: float = option(0.1,
+        "Initial learning rate of SGD.")
+    momentum: float = option(0.9,
+        "SGD momentum.")
+    wd: float = option(1e-4,
+        "Weight decay (L2) applied by SGD.")
+    # The blog's steps, counted in COMPLETED epochs: the 2018 script applied each one epoch late.
+    lr_steps: tuple[int, ...] = option((10, 20, 30),
+        "Comma-separated epoch counts: after that many epochs have COMPLETED the rate is "
+        "multiplied by --lr-factor (10 means epochs 11.. use the lower rate).")
+    lr_factor: float = option(0.1,
+        "Factor applied to the learning rate at each of --lr-steps.")
+    gpus: tuple[int, ...] = option((),  # empty: train on the CPU, which every machine has
+        "Comma-separated GPU ids, e.g. 0,1 (needs an MXNet build with CUDA); empty = CPU.")
+    cpu_devices: int = option(1,  # >1 runs the multi-device code path on a machine without GPUs
+        "Split each batch over N CPU contexts (runs the multi-device code path without GPUs).")
+    kvstore: str = option("device",  # sum on the devices; `swishtrain launch` makes it dist_sync
+        "MXNet KVStore that sums gradients: " + ", ".join(KVSTORES) + ".", choices=KVSTORES)
+    dtype: str = option("float32",  # float16 needs a GPU: MXNet's CPU kernels have no fast path
+        "Training precision: float32, or float16 (with float32 master weights; GPU).",
+        choices=DTYPES)
+    augment: str = option("crop-flip",  # the standard recipe; flip is what the blog script did
+        "Training augmentation: crop-flip (pad 4, random 32x32 crop, horizontal flip), "
+        "flip (horizontal flip only, as the blog script), none.", choices=AUGMENTS)
+    val_split: int = option(0,  # 0: validate on the test split; N: hold out N training images
+        "Hold out N training images for validation instead of using the test split; "
+        "the test accuracy of the best epoch is then reported too.")
+    width: float = option(1.0,  # <1 shrinks the network for CPU-sized studies
+        "Scale every channel and dense width by F (1.0 = standard VGG).")
+    dropout: float = option(0.5,  # after each of the two dense layers, as VGG
+        "Dropout rate after each of the two hidden dense layers (VGG uses 0.5).")
+    seed: int = option(0,
+        "Random seed for initialisation, shuffling, augmentation and dropout.")
+    data_dir: str = option("",  # "": $SWISHTRAIN_DATA or ~/.swishtrain/datasets/cifar10
+        "Folder holding CIFAR-10 (or where to download it); default $SWISHTRAIN_DATA or "
+        "~/.swishtrain/datasets/cifar10.")
+    run_dir: str = option("",  # "": runs/<model>-<timestamp>
+        "Where to write results; default runs/<model>-<timestamp>.")
+    hybridize: bool = option(True,  # a bool is an on/off flag pair: --hybridize/--no-hybridize
+        "Compile the network with hybridize() (faster); --no-hybridize for debugging.")
 
 
 # -----------------------------------------------------------------------------
 # Parsers: one per field type. Each takes a string (command line) or a TOML value and raises
 # ValueError with a message that says what was expected.
-def _int(value):
+def parse_int(value):
     if isinstance(value, bool):
         raise ValueError(f"expected an integer, got {value!r}")
     if isinstance(value, int):
@@ -96,7 +100,7 @@ def _int(value):
     raise ValueError(f"expected an integer, got {value!r}")
 
 
-def _float(value):
+def parse_float(value):
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
     if isinstance(value, (int, float)):
@@ -109,7 +113,7 @@ def _float(value):
     raise ValueError(f"expected a number, got {value!r}")
 
 
-def _int_list(value):
+def parse_int_list(value):
     if isinstance(value, str):
         items = [s.strip() for s in value.split(",") if s.strip()]
     elif isinstance(value, (list, tuple)):
@@ -119,20 +123,20 @@ def _int_list(value):
     out = []
     for item in items:
         try:
-            out.append(_int(item))
+            out.append(parse_int(item))
         except ValueError:
             raise ValueError(f"{item!r} is not an integer (expected integers separated by "
                              "commas)") from None
     return tuple(out)
 
 
-def _str(value):
+def parse_str(value):
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
     return value
 
 
-def _bool(value):
+def parse_bool(value):
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
@@ -140,28 +144,65 @@ def _bool(value):
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _choice(choices):
+def parse_choice(choices):
     def parse(value):
-        value = _str(value)
+        value = parse_str(value)
         if value not in choices:
             raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
         return value
     return parse
 
 
-PARSERS = {
-    "model": _str, "epochs": _int, "batch_size": _int, "eval_batch_size": _int, "lr": _float,
-    "momentum": _float, "wd": _float, "lr_steps": _int_list, "lr_factor": _float,
-    "gpus": _int_list, "cpu_devices": _int, "kvstore": _choice(KVSTORES),
-    "dtype": _choice(DTYPES), "augment": _choice(AUGMENTS), "val_split": _int, "width": _float,
-    "dropout": _float, "seed": _int, "data_dir": _str, "run_dir": _str, "hybridize": _bool,
-}
+PARSE_BY_TYPE = {int: parse_int, float: parse_float, str: parse_str, bool: parse_bool,
+                 tuple[int, ...]: parse_int_list}
+
+
+# -----------------------------------------------------------------------------
+# Everything else about an option, derived from its TrainConfig field
+def flag(name):
+    """The command-line spelling of a config field: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One TrainConfig field as flags and config files see it."""
+
+    name: str  # lr_steps
+    type: object  # the annotation: int, float, str, bool or tuple[int, ...]
+    default: object
+    help: str
+    choices: tuple | None  # the values a str option allows (None: any)
+    parse: object  # a flag's string or a TOML value -> the value; ValueError if it is wrong
+
+    @property
+    def flag(self):  # --lr-steps
+        return flag(self.name)
+
+    @property
+    def key(self):  # lr-steps in a TOML file (lr_steps is accepted too)
+        return self.name.replace("_", "-")
+
+    @classmethod
+    def of(cls, field):
+        if "help" not in field.metadata:
+            raise TypeError(f"TrainConfig.{field.name}: declare it with option(default, help)")
+        choices = field.metadata["choices"]
+        parse = parse_choice(choices) if choices else PARSE_BY_TYPE.get(field.type)
+        if parse is None:
+            raise TypeError(f"TrainConfig.{field.name}: no parser for {field.type!r}; use one of "
+                            f"{', '.join(map(repr, PARSE_BY_TYPE))}")
+        return cls(field.name, field.type, field.default, field.metadata["help"], choices, parse)
+
+
+OPTIONS = {f.name: Option.of(f) for f in dataclasses.fields(TrainConfig)}
+FIELD_NAMES = list(OPTIONS)
 
 
 def parse_value(name, value):
     """Parse one field's value; a bad one raises UsageError naming the option."""
     try:
-        return PARSERS[name](value)
+        return OPTIONS[name].parse(value)
     except ValueError as e:
         raise UsageError(f"invalid value for {flag(name)}: {e}") from None
 
@@ -186,13 +227,13 @@ def load_toml(path):
     values = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
-        if name not in PARSERS:
+        if name not in OPTIONS:
             hint = difflib.get_close_matches(name, FIELD_NAMES, n=1)
-            did = f" (did you mean {hint[0].replace('_', '-')!r}?)" if hint else ""
+            did = f" (did you mean {OPTIONS[hint[0]].key!r}?)" if hint else ""
             raise UsageError(f"config file {path}: unknown key {key!r}{did}; valid keys: "
-                             + ", ".join(n.replace("_", "-") for n in FIELD_NAMES))
+                             + ", ".join(o.key for o in OPTIONS.values()))
         try:
-            values[name] = PARSERS[name](value)
+            values[name] = OPTIONS[name].parse(value)
         except ValueError as e:
             raise UsageError(f"config file {path}: key {key!r}: {e}") from None
     return values
@@ -245,7 +286,7 @@ def validate(cfg):
     need(cfg.seed >= 0, "seed", f"must be 0 or more (got {cfg.seed})")
     need(cfg.dtype == "float32" or cfg.gpus, "dtype",
          "float16 needs --gpus: MXNet's CPU kernels have no fast float16 path")
-    from train_cli.model.vgg import check_model_name, check_width  # no mxnet import
+    from train_cli.model.spec import check_model_name, check_width  # no mxnet import
     check_model_name(cfg.model)
     check_width(cfg.width)
 
@@ -273,5 +314,5 @@ def to_dict(cfg):
 
 def from_dict(values):
     """Inverse of to_dict (used to reload a run's config.json on resume)."""
-    known = {k: parse_value(k, v) for k, v in values.items() if k in PARSERS}
+    known = {k: parse_value(k, v) for k, v in values.items() if k in OPTIONS}
     return TrainConfig(**known)

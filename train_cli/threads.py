@@ -3,6 +3,11 @@
 Measured on this project's 2-core machine (vgg16_bn, batch 128, hybridised): 102 img/s with
 MXNet's defaults, 188-197 img/s with OMP_NUM_THREADS=<cores> and MXNET_CPU_WORKER_NTHREADS=1
 (one engine thread driving one OpenMP team as wide as the machine).
+
+The one place these settings are decided. configure() is called, before anything imports
+mxnet, by the `swishtrain` entry point (cli.main), by the benchmarks and by the test suite's
+conftest; importing train_cli itself changes no environment variable. A user's own values win.
+`swishtrain launch` gives each worker its share of the cores instead (cluster/launch.py).
 """
 import os
 import sys
@@ -19,8 +24,8 @@ def available_cores():
 def configure(environ=os.environ):
     """Set fast thread defaults unless the user already chose; return what is in effect."""
     if "mxnet" in sys.modules and "OMP_NUM_THREADS" not in environ:
-        print("warning: mxnet was imported before train_cli, so MXNet runs with its default "
-              "threads (about 2x slower here); import train_cli first, or export "
+        print("warning: mxnet was imported before train_cli.threads.configure(), so MXNet runs "
+              "with its default threads (about 2x slower here); call it first, or export "
               "OMP_NUM_THREADS and MXNET_CPU_WORKER_NTHREADS=1", file=sys.stderr)
     environ.setdefault("OMP_NUM_THREADS", str(available_cores()))
     environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")

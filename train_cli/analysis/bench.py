@@ -7,9 +7,10 @@ Measures, in one process and after warm-up, each several times (median, min, max
 - data img/s: the shuffling + augmentation + normalisation pipeline alone (one thread);
 - sgemm GFLOP/s: the best of MXNet's dot (OpenBLAS), FullyConnected (oneDNN) and numpy matmul
   on square float32 matrices, as the machine's practical compute ceiling.
-FLOPs per image are counted from the layer shapes: 2 per multiply-add of the convolutions and
-dense layers (BatchNorm, activations and pooling are memory-bound and left out), and training is
-3x the forward pass (forward, gradient of the inputs, gradient of the weights).
+FLOPs per image are counted from the network's layer shapes (VGG.forward_flops): 2 per
+multiply-add of the convolutions and dense layers (BatchNorm, activations and pooling are
+memory-bound and left out), and training is 3x the forward pass (forward, gradient of the
+inputs, gradient of the weights).
 """
 import resource
 import statistics
@@ -21,19 +22,9 @@ import numpy as np
 from train_cli.data.cifar10 import Split
 from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.model import swish_op
-from train_cli.model.vgg import count_params, layer_plan, parse_name
+from train_cli.model.spec import parse_name
+from train_cli.model.vgg import count_params
 from train_cli.training.engine import Engine, make_contexts
-
-
-def forward_flops_per_image(model, width=1.0):
-    """Floating-point operations of one forward pass (convolutions and dense layers)."""
-    flops = 0
-    for kind, d in layer_plan(model, width):
-        if kind == "conv":
-            flops += 2 * 9 * d["cin"] * d["cout"] * d["hw"] * d["hw"]
-        elif kind == "dense":
-            flops += 2 * d["cin"] * d["cout"]
-    return flops
 
 
 def timed(fn, repeats, warmup=1):
@@ -105,7 +96,7 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
                   for t in timed(lambda: engine.evaluate(eval_split), repeats, 1)]
     data = [images / t for t in timed(data_pipeline, repeats, 1)]
     sgemm = sgemm_gflops(sgemm_size)
-    gflop_per_img = 3 * forward_flops_per_image(cfg.model, cfg.width) / 1e9
+    gflop_per_img = 3 * engine.net.forward_flops() / 1e9
     train_img_per_s = statistics.median(train)
     return {
         "model": cfg.model, "width": cfg.width, "parameters": count_params(cfg.model, cfg.width),

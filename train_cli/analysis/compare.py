@@ -3,10 +3,10 @@ seeds, and say whether the difference between groups is larger than seed-to-seed
 
 Pure: reads run folders, returns data and strings; no mxnet, no printing.
 
-A run folder is a folder with config.json (see rundir.py). Runs whose configs are equal once
-seed, run_dir, data_dir, eval_batch_size, hybridize and epochs are removed form one group: those
-options change which sample is drawn, where files live, or how long a run went on, not what is
-being measured.
+A run folder is a folder with config.json (read through runfolder.py). Runs whose configs are
+equal once seed, run_dir, data_dir, eval_batch_size, hybridize and epochs are removed form one
+group: those options change which sample is drawn, where files live, or how long a run went on,
+not what is being measured.
 """
 import json
 import os
@@ -17,7 +17,7 @@ import numpy as np
 
 from train_cli.analysis.table import format_table as _format_table
 from train_cli.errors import UserError
-from train_cli.training.recorder import CONFIG, METRICS, SUMMARY, read_metrics
+from train_cli.runfolder import CONFIG, METRICS, SUMMARY, RunFolder, best_row
 
 IGNORED = ("seed", "run_dir", "data_dir", "eval_batch_size", "hybridize", "epochs")
 RESAMPLES = 10_000
@@ -61,8 +61,7 @@ class Run:
         return self.summary["total_seconds"] / self.summary["epochs"]
 
     def _best_row(self):
-        # the first epoch reaching the maximum, as run.py picks the best epoch
-        return max(self.metrics, key=lambda r: r["val_acc"])
+        return best_row(self.metrics)  # the rule training uses to pick the best epoch
 
 
 @dataclass
@@ -140,17 +139,17 @@ def _has_results(folder):
 
 def load_run(folder):
     """A Run, or (folder, reason) when the folder holds nothing to compare."""
-    folder = Path(folder)
-    config = _read_json(folder / CONFIG)
+    run = RunFolder(folder)
+    config = _read_json(run, CONFIG)
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         return str(folder), f"{CONFIG} is unreadable or not a swishtrain config; skipped"
-    summary = _read_json(folder / SUMMARY) if (folder / SUMMARY).exists() else None
+    summary = _read_json(run, SUMMARY) if run.has(SUMMARY) else None
     notes = []
-    if summary is not None and not _valid_summary(summary):
+    if run.has(SUMMARY) and not _valid_summary(summary):
         summary = None
         notes.append(f"{SUMMARY} is corrupt, so it is treated as in progress")
     try:
-        metrics = read_metrics(folder / METRICS)
+        metrics = run.metrics()
     except FileNotFoundError:
         metrics, problem = [], f"{METRICS} is missing"
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError) as e:
@@ -169,10 +168,11 @@ def load_run(folder):
     return Run(str(folder), config["config"], metrics, summary, "; ".join(notes))
 
 
-def _read_json(path):
+def _read_json(run, name):
+    """A JSON file of the run, or None when it is unreadable (compare skips, never stops)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
+        return run.read_json(name)
+    except UserError:
         return None
 
 

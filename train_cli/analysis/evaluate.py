@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.errors import UserError
-from train_cli.training.recorder import BEST_PARAMS, CHECKPOINT, RunDir
-from train_cli.training.resume import run_config
+from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, RunFolder
 
 SPLITS = ("test", "val", "train")
 PARAMS = {"best": BEST_PARAMS, "last": CHECKPOINT}
@@ -46,8 +45,8 @@ def pick_split(data, split):
 
 def evaluate_run(run_dir, split="test", data_dir=None, params="best", warn=print):
     """Load a run's weights (best.params or last.ckpt) and evaluate them on a split."""
-    run = RunDir.existing(run_dir)
-    cfg = run_config(run)
+    run = RunFolder.existing(run_dir)
+    cfg = run.config()
     weights = run.file(PARAMS[params])
     if not weights.is_file():
         hint = ("no epoch has completed yet" if params == "best"
@@ -57,7 +56,7 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", warn=print
                         warn=warn)
     images = pick_split(data, split)
 
-    # mxnet is imported only now, after the cheap checks above have passed
+    # the network (and with it the fused Swish library) only now, after the cheap checks
     from train_cli.training import checkpoint
     from train_cli.training.engine import Engine, make_contexts
     engine = Engine(cfg, make_contexts(cfg.gpus, cfg.cpu_devices))

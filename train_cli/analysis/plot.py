@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from train_cli.atomic import atomic_write
 from train_cli.errors import UserError
-from train_cli.training.recorder import atomic_write
 
 FIGSIZE = (12.0, 4.5)  # inches
 DPI = 100  # so the PNG is 1200 x 450 pixels

@@ -11,9 +11,10 @@ import traceback
 import click
 from click_default_group import DefaultGroup
 
-from train_cli import __version__
-from train_cli.cli.options import FieldType, config_options, progress_option
+from train_cli import __version__, threads
+from train_cli.cli.options import INT_LIST, FieldType, config_options, progress_option
 from train_cli.cli.tools import bench, compare, evaluate, launch
+from train_cli.cluster import launched_role
 from train_cli.errors import EXIT_USAGE, Stopped, UserError
 
 
@@ -66,7 +67,7 @@ def cli():
                    "`swishtrain resume RUN_DIR`).")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing, non-empty --run-dir (otherwise it is refused).")
-@click.option("--seeds", type=FieldType("lr_steps"), metavar="N,N,...",
+@click.option("--seeds", type=INT_LIST, metavar="N,N,...",
               help="Train once per seed, one after another, into RUN_DIR/seed-<N>/ (compare "
                    "the study with `swishtrain compare RUN_DIR ...`).")
 @progress_option
@@ -84,17 +85,18 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
         if config_file or seeds is not None:
             raise click.UsageError("--config and --seeds cannot be combined with --resume: a "
                                    "resumed run keeps the options it started with")
-        return _resume(resume_dir, values, progress)
+        from train_cli.training.run import resume
+        return resume(resume_dir, values, progress)
     from train_cli.config import build_config, warnings
-    from train_cli.training import run
     cfg = build_config(values, config_file)
     for warning in warnings(cfg):
         click.echo(f"warning: {warning}", err=True)
     if seeds is not None:
-        from train_cli.training.study import start_seeds
-        start_seeds(cfg, seeds, overwrite=overwrite, progress_bar=progress)
+        from train_cli.training.study import train_seeds
+        train_seeds(cfg, seeds, overwrite=overwrite, progress_bar=progress)
     else:
-        run.start(cfg, overwrite=overwrite, progress_bar=progress)
+        from train_cli.training.run import train as train_run
+        train_run(cfg, overwrite=overwrite, progress_bar=progress)
 
 
 @cli.command()
@@ -118,17 +120,8 @@ def resume(run_dir, progress, **values):
     Example:
       swishtrain resume runs/vgg16_bn_swish-20261129-101500 --epochs 60
     """
-    _resume(run_dir, values, progress)
-
-
-def _resume(run_dir, values, progress):
-    from train_cli.training import run
-    from train_cli.training.resume import load_for_resume
-    from train_cli.training.study import is_study, resume_study
-    if is_study(run_dir):  # continue every seed of a study
-        return resume_study(run_dir, values, progress_bar=progress)
-    cfg, folder, ckpt = load_for_resume(run_dir, values)
-    run.resume(cfg, folder, ckpt, progress_bar=progress)
+    from train_cli.training.run import resume as resume_run
+    resume_run(run_dir, values, progress)
 
 
 @cli.command()
@@ -141,7 +134,8 @@ def models(width):
     Example:
       swishtrain models --width 0.25
     """
-    from train_cli.model.vgg import MODEL_NAMES, check_width, count_params
+    from train_cli.model.spec import MODEL_NAMES, check_width
+    from train_cli.model.vgg import count_params
     check_width(width)
     click.echo(f"{'model':<20} {'parameters':>12}")
     for name in MODEL_NAMES:
@@ -153,7 +147,9 @@ for command in (launch, compare, evaluate, bench):
 
 
 def main():
-    if os.environ.get("DMLC_ROLE") != "worker":
+    """The `swishtrain` entry point: thread settings first (MXNet reads them once, at import)."""
+    threads.configure()
+    if launched_role() != "worker":
         return cli()
     # A distributed worker that fails must exit at once: at a normal exit ps-lite waits at a
     # barrier for peers that will never come, and the job hangs.

@@ -1,42 +1,60 @@
-"""Command-line options shared by the commands: one per TrainConfig field, parsed like TOML."""
+"""Command-line options shared by the commands: one per TrainConfig field, parsed like TOML.
+
+Everything here is derived from the fields of config.TrainConfig: the flag from the name, the
+parser from the type (a bool becomes an on/off pair), the help text and default from option().
+"""
 import click
 
-from train_cli.config import FIELD_NAMES, HELP, PARSERS, TrainConfig, flag
+from train_cli.config import FIELD_NAMES, OPTIONS, parse_int_list
 
 
-class FieldType(click.ParamType):
-    """A click type that parses a value exactly as the config file parser does."""
+class ParsedBy(click.ParamType):
+    """A click type that parses with one of config.py's parsers, as the config file does."""
 
-    def __init__(self, field):
-        self.field = field
-        self.name = field
+    def __init__(self, parse, name):
+        self.parse = parse
+        self.name = name  # click shows it as the metavar (NAME) unless the option gives one
 
     def convert(self, value, param, ctx):
         if not isinstance(value, str):
             return value
         try:
-            return PARSERS[self.field](value)
+            return self.parse(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
 
 
-def _default_text(name):
-    value = getattr(TrainConfig(), name)
+class FieldType(ParsedBy):
+    """Parses a value exactly as the config file parses the TrainConfig field `field`."""
+
+    def __init__(self, field):
+        super().__init__(OPTIONS[field].parse, field)
+        self.field = field
+
+
+INT_LIST = ParsedBy(parse_int_list, "int_list")  # 1,2,3: the parser of --lr-steps and --gpus
+
+
+def _default_text(value):
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "none"
     return str(value) if value != "" else "see above"
 
 
+def click_option(option):
+    """The click option of a config.Option; its default None means "not given"."""
+    if option.type is bool:  # an on/off pair: --hybridize/--no-hybridize
+        on, off = option.key, "no-" + option.key
+        return click.option(f"--{on}/--{off}", option.name, default=None,
+                            help=f"{option.help} [default: {on if option.default else off}]")
+    return click.option(option.flag, option.name, default=None, type=FieldType(option.name),
+                        help=f"{option.help} [default: {_default_text(option.default)}]")
+
+
 def config_options(command, only=None):
     """Add one option per TrainConfig field (or those in `only`), each defaulting to None."""
     for name in reversed(only or FIELD_NAMES):
-        if name == "hybridize":
-            option = click.option("--hybridize/--no-hybridize", "hybridize", default=None,
-                                  help=HELP[name] + " [default: hybridize]")
-        else:
-            option = click.option(flag(name), name, default=None, type=FieldType(name),
-                                  help=f"{HELP[name]} [default: {_default_text(name)}]")
-        command = option(command)
+        command = click_option(OPTIONS[name])(command)
     return command
 
 

@@ -1,111 +1,151 @@
-"""Several training processes on MXNet's parameter-server KVStore (ps-lite), as one run.
+"""The one seam for distribution: which process this is, and what the job does together.
 
-Each worker trains on its slice of every global batch; the servers sum the gradients. Facts that
-shape this module (measured with mxnet 1.9.1 on 127.0.0.1; see README "More than one machine"):
-- With update_on_kvstore=True the optimizer runs on the servers, and Trainer.set_learning_rate
-  never reaches them (apache/mxnet#15919). In sync modes we update on the workers instead
-  (update_on_kvstore=False): the servers only sum gradients, and the schedule acts where it is set.
-- The first gradient push can overtake the initial weight broadcast and overwrite the weights;
-  `prime_trainer` completes the broadcast and waits at a barrier before the first step.
-- A worker that dies leaves the others waiting forever; the launcher tears the job down.
-- dist_async forces updates on the servers, so its schedule is a server-side MultiFactorScheduler
-  counted in pushes (every worker's push is one update there).
+Every question about distribution is answered here, once, when the process joins its job
+(as nanoGPT decides `master_process` once): rank, number of workers, whether this process
+writes the run folder, the global batch, how evaluation is sharded and summed, whether the
+learning rate is applied on the workers or on the servers. The training loop asks; it never
+branches on the kind of job.
+
+Three kinds of job:
+- LocalGroup: one process (any number of devices in it).
+- SyncGroup (dist_sync, dist_device_sync): workers apply the updates themselves; the servers
+  only sum gradients (update_on_kvstore=False), so Trainer.set_learning_rate acts where it is
+  called (with updates on the servers it never reaches them: apache/mxnet#15919).
+- AsyncGroup (dist_async): the servers run the optimiser, and with it the learning-rate
+  schedule; replicas differ, so each worker evaluates its own network and there are no
+  collectives.
+Facts measured with mxnet 1.9.1 on 127.0.0.1; see README "More than one machine".
 """
-import os
-from dataclasses import dataclass, field
-
 import mxnet as mx
 import numpy as np
 
+from train_cli.cluster import launched_role
 from train_cli.errors import UsageError
+from train_cli.mxnet_private import kvstore_barrier
 
-_SUM_KEYS = 1_000_000  # keys from here down serve `Cluster.sum` (parameters use 0..n-1)
+_SUM_KEYS = 1_000_000  # KVStore keys from here down serve `sum` (parameters use 0..n-1)
 
 
-@dataclass
-class Cluster:
-    """Where this process stands: rank, number of workers, and the KVStore (None locally)."""
-    kv: object = None
-    rank: int = 0
-    num_workers: int = 1
-    kind: str = "local"
-    sum_keys: dict = field(default_factory=dict)  # vector length -> KVStore key for sum()
+class LocalGroup:
+    """A job of one process."""
 
-    @property
-    def distributed(self):
-        return self.kv is not None
+    rank = 0
+    num_workers = 1
+    kvstore = None  # the Trainer gets --kvstore itself (device or local)
+    updates_on_servers = False
 
     @property
-    def sync(self):
-        """Workers apply the updates (all modes but dist_async)."""
-        return "async" not in self.kind
-
-    @property
-    def writer(self):
-        """Only rank 0 writes the run folder."""
+    def is_primary(self):
+        """Only rank 0 writes the run folder and prints the summary files."""
         return self.rank == 0
 
+    @property
+    def prefix(self):
+        """What this process's printed lines start with."""
+        return ""
+
+    def describe(self):
+        """What the run header says about the job after the devices."""
+        return ""
+
+    def global_batch(self, process_batch):
+        """Images in one optimiser step of the whole job."""
+        return process_batch * self.num_workers
+
     def barrier(self):
-        if self.distributed:
-            self.kv._barrier()
+        """Wait for every worker (nothing to wait for alone)."""
+
+    def eval_shard(self, split):
+        """The part of an evaluation split this process evaluates."""
+        return split
+
+    def eval_total(self, sums):
+        """Job-wide evaluation sums from this process's (loss sum, correct, images)."""
+        return np.asarray(sums, dtype=np.float64)
+
+    def train_total(self, sums):
+        """Job-wide training sums from this process's (loss sum, correct, images)."""
+        return np.asarray(sums, dtype=np.float64)
+
+    def mean_over_workers(self, flat):
+        """The mean of a float vector over the workers (BatchNorm statistics)."""
+        return flat
+
+
+class SyncGroup(LocalGroup):
+    """A worker of a synchronous parameter-server job: it evaluates its shard, sums collect."""
+
+    def __init__(self, kv):
+        self.kvstore = kv
+        self.rank, self.num_workers = kv.rank, kv.num_workers
+        self._sum_keys = {}  # vector length -> KVStore key
+
+    @property
+    def prefix(self):
+        return f"[rank {self.rank}] "
+
+    def describe(self):
+        return f" x {self.num_workers} workers"
+
+    def barrier(self):
+        kvstore_barrier(self.kvstore)
 
     def sum(self, values):
-        """Element-wise sum of a small float vector over all workers (sync modes only)."""
+        """Element-wise sum of a small float vector over all workers (a collective)."""
         values = np.asarray(values, dtype=np.float64)
-        if not self.distributed:
-            return values
         # float32 on the wire: exact for counts up to 2**24, ample for CIFAR's 60,000 images
         local = mx.nd.array(values, dtype="float32")
-        if local.size not in self.sum_keys:  # a collective: every worker inits the same keys
-            self.sum_keys[local.size] = _SUM_KEYS - len(self.sum_keys)
-            self.kv.init(self.sum_keys[local.size], mx.nd.zeros(local.shape))
+        if local.size not in self._sum_keys:  # every worker inits the same keys in turn
+            self._sum_keys[local.size] = _SUM_KEYS - len(self._sum_keys)
+            self.kvstore.init(self._sum_keys[local.size], mx.nd.zeros(local.shape))
         out = mx.nd.zeros(local.shape)
-        self.kv.pushpull(self.sum_keys[local.size], local, out=out)
+        self.kvstore.pushpull(self._sum_keys[local.size], local, out=out)
         return out.asnumpy().astype(np.float64)
 
-    def prefix(self):
-        return f"[rank {self.rank}] " if self.distributed else ""
+    def eval_shard(self, split):
+        return split.shard(self.rank, self.num_workers)
+
+    def eval_total(self, sums):
+        return self.sum(sums)
+
+    def train_total(self, sums):
+        return self.sum(sums)
+
+    def mean_over_workers(self, flat):
+        return self.sum(flat) / self.num_workers
 
 
-def connect(kvstore):
-    """Join the job described by the DMLC_* environment, or return the local Cluster."""
+class AsyncGroup(SyncGroup):
+    """A worker of a dist_async job: updates and the schedule live on the servers."""
+
+    updates_on_servers = True
+
+    def eval_shard(self, split):  # replicas differ: each evaluates its own on everything
+        return split
+
+    def eval_total(self, sums):
+        return np.asarray(sums, dtype=np.float64)
+
+    def train_total(self, sums):
+        # no collectives: this worker's figures, with the image count scaled to the job so
+        # that img/s is the job's
+        return np.asarray(sums, dtype=np.float64) * self.num_workers
+
+    def mean_over_workers(self, flat):
+        return flat
+
+
+def join(kvstore):
+    """The group this process belongs to, from --kvstore and the launcher's environment."""
+    role = launched_role()
     if not kvstore.startswith("dist"):
-        if os.environ.get("DMLC_ROLE") == "worker":  # N local writers would race on one folder
+        if role == "worker":  # N local writers would race on one folder
             raise UsageError(f"--kvstore {kvstore} is not distributed, but this process is a "
                              "worker of `swishtrain launch`; use dist_sync (the default there)")
-        return Cluster()
-    if os.environ.get("DMLC_ROLE") != "worker":
+        return LocalGroup()
+    if role != "worker":
         raise UsageError(f"--kvstore {kvstore} needs the scheduler, servers and workers of a "
                          "distributed job; start it with `swishtrain launch -n 2 -- <train "
                          "options>`")
     kv = mx.kv.create(kvstore)  # blocks until every worker and server has registered
-    return Cluster(kv=kv, rank=kv.rank, num_workers=kv.num_workers, kind=kvstore)
-
-
-def prime_trainer(trainer, global_batch):
-    """Create the trainer's KVStore and finish its initial broadcast before the first step.
-
-    On a distributed KVStore this also makes every worker wait until all have done so.
-    """
-    # rescale_grad must be final first: with update_on_kvstore the optimizer is pickled to the
-    # servers inside _init_kvstore, once.
-    trainer._optimizer.rescale_grad = trainer._scale / global_batch
-    trainer._init_kvstore()
-    trainer._init_params()
-    # The init pushes are asynchronous engine operations: wait for all of them (not only the
-    # pulled weights) or a fast worker's first gradient reaches a server before that key exists.
-    mx.nd.waitall()
-    if trainer._kvstore is not None and "dist" in trainer._kvstore.type:
-        trainer._kvstore._barrier()
-
-
-def async_scheduler(cfg, pushes_per_epoch):
-    """Server-side learning-rate schedule for dist_async, counted in server updates.
-
-    Every worker's push is one update on the servers, so an epoch is batches x workers of them.
-    (dist_async runs start from epoch 0: they cannot be resumed.)
-    """
-    if not cfg.lr_steps:
-        return None
-    return mx.lr_scheduler.MultiFactorScheduler(
-        step=[s * pushes_per_epoch for s in cfg.lr_steps], factor=cfg.lr_factor, base_lr=cfg.lr)
+    return AsyncGroup(kv) if "async" in kvstore else SyncGroup(kv)

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from train_cli.atomic import atomic_write
 from train_cli.errors import UserError
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -50,6 +51,10 @@ class Split:
 
     def __len__(self):
         return len(self.labels)
+
+    def shard(self, rank, parts):
+        """Every parts-th image from rank on: the parts' shards cover the split exactly once."""
+        return Split(self.images[rank::parts], self.labels[rank::parts])
 
 
 @dataclass
@@ -115,9 +120,8 @@ def _fetch(root, url, md5, progress):
 
 
 def download(url, dest, md5, progress=True):
-    """Stream url to dest via dest.part, renamed only once the md5 matches."""
+    """Stream url to dest; dest appears (atomically) only once the md5 matches."""
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
     try:
         response = urllib.request.urlopen(url, timeout=60)
     except (urllib.error.URLError, OSError, ValueError) as e:
@@ -125,27 +129,31 @@ def download(url, dest, md5, progress=True):
         raise UserError(f"cannot download CIFAR-10 from {url} ({reason}); if this machine is "
                         f"offline, download {ARCHIVE_URL} elsewhere and put {ARCHIVE_NAME} (or its "
                         f"extracted {BIN_DIR}/ folder) in {dest.parent}") from None
-    from tqdm import tqdm
-    total = int(response.headers.get("Content-Length") or 0) or None
-    digest = hashlib.md5()
-    try:
-        with response, open(part, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
-                                                    desc=f"download {dest.name}", file=sys.stderr,
-                                                    disable=not progress) as bar:
-            while chunk := response.read(1 << 20):
+
+    def stream(tmp):
+        from tqdm import tqdm
+        total = int(response.headers.get("Content-Length") or 0) or None
+        digest = hashlib.md5()
+        with response, open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
+                                                   desc=f"download {dest.name}", file=sys.stderr,
+                                                   disable=not progress) as bar:
+            while True:
+                try:
+                    chunk = response.read(1 << 20)
+                except OSError as e:  # the network, not the disk: say so, not "cannot write"
+                    raise UserError(f"download of {url} failed ({e}); run again to retry") \
+                        from None
+                if not chunk:
+                    break
                 f.write(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        part.unlink(missing_ok=True)
-        raise UserError(f"download of {url} failed ({e}); run again to retry") from None
-    if digest.hexdigest() != md5:
-        part.unlink(missing_ok=True)
-        raise UserError(f"downloaded {url} but its checksum is wrong (md5 {digest.hexdigest()}, "
-                        f"expected {md5}); the file was deleted; run again, or download it by hand")
-    os.replace(part, dest)
+        if digest.hexdigest() != md5:
+            raise UserError(f"downloaded {url} but its checksum is wrong (md5 "
+                            f"{digest.hexdigest()}, expected {md5}); the file was deleted; run "
+                            "again, or download it by hand")
+
+    atomic_write(dest, stream)
 
 
 def extract(archive, root):

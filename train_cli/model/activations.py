@@ -2,15 +2,12 @@
 
 Swish is x * sigmoid(x) (Ramachandran et al. 2017); Swish-beta is x * sigmoid(beta * x) with a
 trainable scalar beta per layer, initialised to 1. Both use the fused operators of swish_op.py
-when they could be built, else the same formula in Gluon ops.
+when they could be built, else the same formula in Gluon ops. The names are spec.ACTIVATIONS.
 """
 import mxnet as mx
 from mxnet.gluon import nn
 
 from train_cli.model import swish_op
-
-ACTIVATIONS = ("relu", "swish", "swishbeta", "elu", "selu", "gelu")
-_GLUON = {"elu": nn.ELU, "selu": nn.SELU, "gelu": nn.GELU}
 
 
 def _fused(wanted):
@@ -54,14 +51,19 @@ class SwishBeta(nn.HybridBlock):
         return x * F.sigmoid(F.broadcast_mul(x, beta))
 
 
-def make_activation(name):
-    """A fresh activation block for one of ACTIVATIONS."""
-    if name == "relu":
-        return nn.Activation("relu")
-    if name == "swish":
-        return Swish()
-    if name == "swishbeta":
-        return SwishBeta()
-    if name in _GLUON:
-        return _GLUON[name]()
-    raise ValueError(f"unknown activation {name!r}")
+# name -> factory(fused); the keys are spec.ACTIVATIONS, in its order (a test checks it)
+BLOCKS = {
+    "relu": lambda fused: nn.Activation("relu"),
+    "swish": lambda fused: Swish(fused=fused),
+    "swishbeta": lambda fused: SwishBeta(fused=fused),
+    "elu": lambda fused: nn.ELU(),
+    "selu": lambda fused: nn.SELU(),
+    "gelu": lambda fused: nn.GELU(),
+}
+
+
+def make_activation(name, fused=None):
+    """A fresh block for one of spec.ACTIVATIONS; fused: for the Swishes (see _fused)."""
+    if name not in BLOCKS:
+        raise ValueError(f"unknown activation {name!r}")
+    return BLOCKS[name](fused)

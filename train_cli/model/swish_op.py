@@ -18,6 +18,8 @@ from pathlib import Path
 
 import mxnet as mx
 
+from train_cli.atomic import atomic_write
+
 SOURCES = [Path(__file__).parent / "csrc" / name for name in ("swish_lib.cc", "swish_kernels.h")]
 FLAGS = ["-shared", "-fPIC", "-std=c++11", "-O3", "-fno-trapping-math", "-fopenmp",
          "-march=native"]  # vectorised exp needs -fno-trapping-math; never -ffast-math
@@ -27,10 +29,12 @@ _state = {"loaded": None, "reason": ""}
 
 
 def enabled_by_env():
+    """False when SWISHTRAIN_FUSED_SWISH=0 asks for the pure-Gluon Swish."""
     return os.environ.get("SWISHTRAIN_FUSED_SWISH", "1") != "0"
 
 
 def cache_dir():
+    """Where compiled libraries are cached ($SWISHTRAIN_CACHE or ~/.cache/swishtrain, /ops)."""
     root = os.environ.get("SWISHTRAIN_CACHE") or Path.home() / ".cache" / "swishtrain"
     return Path(root) / "ops"
 
@@ -65,20 +69,20 @@ def build(path=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same library
-        if path.is_file():
-            return path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        cmd = [compiler, *FLAGS, str(SOURCES[0]), str(api), "-o", str(tmp),
-               "-I", str(mxnet_root / "include"), "-I", str(SOURCES[0].parent)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"compiling the fused Swish library failed: "
-                               f"{done.stderr.strip().splitlines()[-1:]}")
-        with open(tmp, "rb") as f:  # never cache a library a crash left half-written
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if not path.is_file():  # else another process built it while this one waited
+            # atomic: never cache a library a crash or a failed compile left half-written
+            atomic_write(path, lambda tmp: _compile(compiler, api, mxnet_root, tmp))
     return path
+
+
+def _compile(compiler, api, mxnet_root, out):
+    """Run the compiler, writing the library to out; RuntimeError with its last line if it fails."""
+    cmd = [compiler, *FLAGS, str(SOURCES[0]), str(api), "-o", str(out),
+           "-I", str(mxnet_root / "include"), "-I", str(SOURCES[0].parent)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"compiling the fused Swish library failed: "
+                           f"{done.stderr.strip().splitlines()[-1:]}")
 
 
 def load():
@@ -111,5 +115,6 @@ def status():
     return f"pure-Gluon Swish ({_state['reason']})"
 
 
-if __name__ == "__main__":  # `python -m train_cli.model.swish_op`: build ahead of time (make install)
+# `python -m train_cli.model.swish_op`: build ahead of time (make install)
+if __name__ == "__main__":
     print(status())

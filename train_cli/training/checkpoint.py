@@ -15,8 +15,14 @@ from dataclasses import dataclass
 import mxnet as mx
 import numpy as np
 
+from train_cli.atomic import atomic_write
 from train_cli.errors import UserError
-from train_cli.training.recorder import atomic_write
+from train_cli.mxnet_private import (
+    optimizer_state,
+    set_optimizer_state,
+    structural_params,
+    trainer_params,
+)
 
 FORMAT_VERSION = 1
 REQUIRED_META = {"format_version", "model", "epochs_done", "best_val_acc", "best_epoch",
@@ -30,18 +36,13 @@ class Checkpoint:
     meta: dict
 
 
-def _named_params(net):
-    return net._collect_params_with_prefix()
-
-
 def save(path, net, trainer, meta):
     """Atomically write parameters, optimiser states and meta to path."""
-    params = _named_params(net)
+    params = structural_params(net)
     arrays = {f"param:{name}": p.data() for name, p in params.items()}
     index = {p.name: name for name, p in params.items()}
-    updater = trainer._updaters[0]  # with update_on_kvstore=False every device holds the same
-    for i, param in enumerate(trainer._params):
-        for k, arr in enumerate(_flatten(updater.states.get(i))):
+    for i, param in enumerate(trainer_params(trainer)):
+        for k, arr in enumerate(_flatten(optimizer_state(trainer, i))):
             arrays[f"state:{index[param.name]}:{k}"] = arr
     meta = dict(meta, format_version=FORMAT_VERSION)
     arrays["meta"] = mx.nd.array(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -93,7 +94,7 @@ def load(path):
 
 def restore(ckpt, net, trainer, path="checkpoint"):
     """Copy a checkpoint's parameters and optimiser states into an initialised net and trainer."""
-    params = _named_params(net)
+    params = structural_params(net)
     if set(params) != set(ckpt.params):
         raise UserError(f"{path} was written for a different network (model "
                         f"{ckpt.meta.get('model')!r}); it does not fit this run's model")
@@ -103,14 +104,12 @@ def restore(ckpt, net, trainer, path="checkpoint"):
                             f"{ckpt.params[name].shape}, this model expects {p.shape}")
         p.set_data(ckpt.params[name])
     index = {p.name: name for name, p in params.items()}
-    for i, param in enumerate(trainer._params):
+    for i, param in enumerate(trainer_params(trainer)):
         saved = ckpt.states.get(index[param.name])
-        if not saved:
-            continue
-        for updater, ctx in zip(trainer._updaters, trainer._contexts):
-            fresh = updater.optimizer.create_state_multi_precision(i, param.data(ctx))
-            updater.states[i] = _fill(fresh, iter(saved), ctx)
-            updater.states_synced[i] = True
+        if saved:
+            set_optimizer_state(trainer, i, lambda optimizer, ctx, i=i, param=param, saved=saved:
+                                _fill(optimizer.create_state_multi_precision(i, param.data(ctx)),
+                                      iter(saved), ctx))
 
 
 def _fill(template, saved, ctx):

@@ -2,10 +2,10 @@
 
 Data parallelism: each global batch is split over the contexts, every context runs forward and
 backward on its slice, the KVStore sums the gradients, and one SGD update (scaled by 1/global
-batch) is applied. Updates run on the workers (update_on_kvstore=False), where
-Trainer.set_learning_rate is guaranteed to act (on a dist KVStore it otherwise does not:
-apache/mxnet#15919).
+batch) is applied. Whatever the job is made of (one process, or workers of a parameter-server
+job) is the process group's business (cluster/process_group.py): the engine asks it.
 """
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -13,11 +13,12 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from train_cli.cluster.process_group import Cluster, prime_trainer
+from train_cli.cluster.process_group import LocalGroup
 from train_cli.data.loader import eval_batches
 from train_cli.errors import UsageError, UserError
 from train_cli.model.vgg import build_model
-from train_cli.training.recorder import atomic_write
+from train_cli.mxnet_private import start_kvstore, structural_params
+from train_cli.training.schedule import ServerSchedule
 
 
 def make_contexts(gpus=(), cpu_devices=1):
@@ -58,16 +59,15 @@ class BatchResult:
 
 
 class Engine:
-    """A network, its trainer and the contexts it runs on (in one process of a cluster)."""
+    """A network, its trainer and the contexts it runs on, in one process of a job."""
 
-    def __init__(self, cfg, contexts, cluster=None, lr_scheduler=None):
-        cluster = cluster or Cluster()
+    def __init__(self, cfg, contexts, group=None, train_images=None):
+        self.group = group or LocalGroup()
         self.contexts = contexts
         self.dtype = cfg.dtype
         self.batch_size = process_batch_size(cfg.batch_size, contexts)  # this process's share
-        self.global_batch = self.batch_size * cluster.num_workers  # one optimiser step
+        self.global_batch = self.group.global_batch(self.batch_size)  # one optimiser step
         self.eval_batch_size = process_batch_size(cfg.eval_batch_size, contexts)
-        self.schedule_on_servers = lr_scheduler is not None
         self.net = build_model(cfg.model, cfg.width, cfg.dropout)
         mx.random.seed(derived_seed(cfg.seed, 0))  # initial weights depend on --seed alone
         self.net.initialize(ctx=contexts)
@@ -78,17 +78,17 @@ class Engine:
             self.net.hybridize(static_alloc=True, static_shape=True)
         optimizer = {"learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
                      "multi_precision": cfg.dtype == "float16"}
-        if lr_scheduler is not None:
-            optimizer["lr_scheduler"] = lr_scheduler
+        if self.group.updates_on_servers:  # the servers run the optimiser, and its schedule
+            optimizer["lr_scheduler"] = ServerSchedule(
+                cfg.lr, cfg.lr_steps, cfg.lr_factor,
+                updates_per_epoch=train_images // self.global_batch * self.group.num_workers)
         self.trainer = gluon.Trainer(
             self.net.collect_params(), "sgd", optimizer,
-            kvstore=cluster.kv if cluster.distributed else cfg.kvstore,
-            # update on the workers, where set_learning_rate acts; dist_async cannot
-            update_on_kvstore=not cluster.sync)
-        # Set up the KVStore now, not lazily at the first step: its initial broadcast copies
-        # device 0's values over the others, BatchNorm statistics included, and after a resume
-        # that would overwrite what the first batch of the epoch had just computed.
-        prime_trainer(self.trainer, self.global_batch)
+            kvstore=self.group.kvstore or cfg.kvstore,
+            update_on_kvstore=self.group.updates_on_servers)
+        # the KVStore's initial broadcast now, not lazily at the first step (see start_kvstore)
+        start_kvstore(self.trainer, self.global_batch)
+        self.group.barrier()
         self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def load(self, array, cast=True):
@@ -102,9 +102,9 @@ class Engine:
                     on_batch=lambda result: None):
         """Train on `batches`; return (results per batch, stopped early?).
 
-        Raises UserError when the loss stops being finite, naming the batch.
+        Raises Diverged when the loss stops being finite, naming the batch.
         """
-        if not self.schedule_on_servers:
+        if not self.group.updates_on_servers:  # there the ServerSchedule sets the rate
             self.trainer.set_learning_rate(lr)
         mx.random.seed(derived_seed(seed, 1, epoch))  # dropout masks replay on resume
         results, pending, stopped = [], None, False
@@ -149,13 +149,20 @@ class Engine:
         on_batch(result)
         return result
 
+    def train_totals(self, results):
+        """Job-wide (loss sum, correct, images) of an epoch's batch results."""
+        return tuple(self.group.train_total([sum(r.loss_sum for r in results),
+                                             sum(r.correct for r in results),
+                                             sum(r.count for r in results)]))
+
     def evaluate(self, split):
-        """(mean loss, accuracy, images) over every image of split exactly once."""
-        loss_sum, correct, n = self.evaluate_sums(split)
-        return loss_sum / max(n, 1), correct / max(n, 1), n
+        """(mean loss, accuracy, images) over every image of split exactly once, job-wide."""
+        loss_sum, correct, n = self.group.eval_total(
+            self.evaluate_sums(self.group.eval_shard(split)))
+        return loss_sum / max(n, 1), correct / max(n, 1), int(round(n))
 
     def evaluate_sums(self, split):
-        """(summed loss, correct predictions, images) over split: what workers add up."""
+        """(summed loss, correct predictions, images) over split, in this process."""
         ctx = self.contexts[0]
         loss_total = mx.nd.zeros((1,), ctx=ctx)
         correct_total = mx.nd.zeros((1,), ctx=ctx)
@@ -168,22 +175,19 @@ class Engine:
             correct_total += _correct(out, y)
         return float(loss_total.asscalar()), float(correct_total.asscalar()), len(split)
 
-    def average_running_stats(self, cluster):
+    def sync_batchnorm_stats(self):
         """Make BatchNorm running statistics the mean over all devices and workers.
 
         Each device updates its own copy from its slice of every batch, so the copies differ
         (and only in them). Averaging before evaluation and checkpointing makes every device and
         worker evaluate the same network, and what is saved is what was evaluated.
         """
-        stats = [p for p in self.trainer._params if p.grad_req == "null"]
-        across_workers = cluster.distributed and cluster.sync  # dist_async has no collectives
-        if not stats or (len(self.contexts) == 1 and not across_workers):
+        stats = [p for p in self.net.collect_params().values() if p.grad_req == "null"]
+        if not stats or (len(self.contexts) == 1 and self.group.num_workers == 1):
             return
         flat = np.concatenate([np.mean([d.asnumpy() for d in p.list_data()], axis=0).ravel()
                                for p in stats])
-        if across_workers:
-            flat = cluster.sum(flat) / cluster.num_workers
-        mean, offset = flat.astype(np.float32), 0
+        mean, offset = self.group.mean_over_workers(flat).astype(np.float32), 0
         for p in stats:
             value = mx.nd.array(mean[offset:offset + p.data().size].reshape(p.shape))
             for copy in p.list_data():  # not set_data(), which resets a dist_async KVStore
@@ -192,10 +196,19 @@ class Engine:
 
     def save_params(self, path):
         """Weights in the standard Gluon format (net.load_parameters reads them)."""
-        atomic_write(path, lambda tmp: self.net.save_parameters(str(tmp)))
+        self.net.save_parameters(str(path))
 
     def load_params(self, path):
+        """Load weights saved by save_params onto every device."""
         self.net.load_parameters(str(path), ctx=self.contexts)
+
+    def params_digest(self):
+        """SHA-1 over every parameter's bytes, in name order: equal replicas, equal digests."""
+        h = hashlib.sha1()
+        for name, p in sorted(structural_params(self.net).items()):
+            h.update(name.encode())
+            h.update(p.data().asnumpy().tobytes())
+        return h.hexdigest()
 
 
 def _correct(outputs, labels):

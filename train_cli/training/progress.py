@@ -4,6 +4,9 @@ import time
 
 import click
 
+from train_cli import __version__
+from train_cli.model.vgg import count_params
+
 
 def epoch_line(row, epochs):
     """The line printed after each epoch (also what a log file gets)."""
@@ -44,8 +47,16 @@ class EpochProgress:
             self.bar.update(1)
 
     def close(self):
+        """Remove the bar (the caller prints the epoch's line)."""
         if self.bar is not None:
             self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 _prefix = ""  # "[rank N] " in a distributed job
@@ -60,3 +71,20 @@ def echo(message="", err=False):
     """Print a message (each of its lines prefixed by this process's rank, if distributed)."""
     for line in str(message).splitlines() or [""]:
         click.echo(_prefix + line, err=err)
+
+
+def print_header(cfg, path, engine, data, state):
+    """The lines a run starts with: model, devices, data, where results go."""
+    val = "test split" if data.val_is_test else "held out from train"
+    on = ", ".join(map(str, engine.contexts)) + engine.group.describe()
+    echo(f"swishtrain {__version__}: {cfg.model} (width {cfg.width:g}, "
+         f"{count_params(cfg.model, cfg.width):,} parameters) on {on}, "
+         f"batch {engine.global_batch}")
+    echo(f"data: {len(data.train):,} train / {len(data.val):,} validation ({val}) images "
+         f"from {data.source}")
+    if state.epochs_done >= cfg.epochs:
+        echo(f"all {cfg.epochs} epochs are done; pass --epochs N to train longer")
+    elif state.epochs_done:
+        echo(f"resuming after epoch {state.epochs_done} (best so far "
+             f"{state.best_val_acc:.4f} at epoch {state.best_epoch})")
+    echo(f"run folder: {path}")

@@ -1,29 +1,40 @@
-"""One training run, from a validated config to a finished run directory.
+"""One training run: a validated config in, a finished run folder out.
 
-Phases: (1) join the cluster and load the data, (2) network and optimiser, fresh or restored
-from last.ckpt, (3) epochs: train, evaluate, checkpoint, (4) summary. Every epoch ends with a
-checkpoint, so a run can be resumed from its last completed epoch whatever stops it.
-In a distributed job every worker runs this; only rank 0 writes the run folder.
+    prepare   join the job, pick the devices, load the data
+    build     network and optimiser, fresh or restored from last.ckpt
+    epochs    train_epoch -> sync BatchNorm statistics -> evaluate -> record
+    finish    test accuracy of the best epoch (held-out validation only), summary
+
+Every epoch ends with a checkpoint, so a run resumes from its last completed epoch whatever
+stops it. In a distributed job every worker runs this; the process group answers every question
+about the job, and only the primary's recorder writes the run folder.
 """
+import dataclasses
 import datetime
-import hashlib
 import os
 import resource
 import shlex
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from train_cli.cluster.process_group import async_scheduler, connect
-from train_cli.data.cifar10 import Split, default_data_dir, load_cifar10
+from train_cli.cluster import launched_role
+from train_cli.cluster.process_group import join
+from train_cli.config import flag, validate
+from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.data.loader import Prefetcher, train_batches
-from train_cli.errors import Stopped, UserError
+from train_cli.errors import Stopped, UsageError, UserError
+from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, STUDY, RunFolder, best_row
 from train_cli.training import checkpoint
-from train_cli.training.engine import Engine, make_contexts, process_batch_size
+from train_cli.training.engine import Engine, make_contexts
 from train_cli.training.interrupt import StopRequests
-from train_cli.training.progress import EpochProgress, echo, epoch_line, set_prefix
-from train_cli.training.recorder import BEST_PARAMS, CHECKPOINT, CONFIG, SUMMARY, RunDir
-from train_cli.training.report import print_header, write_config
+from train_cli.training.progress import EpochProgress, echo, epoch_line, print_header, set_prefix
+from train_cli.training.recorder import check_new, recorder_for
 from train_cli.training.schedule import lr_at
+
+# Options that may differ when a run is resumed: they change how long it runs or where it reads
+# data from, never what an epoch computes.
+RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size")
 
 
 @dataclass
@@ -36,187 +47,171 @@ class RunState:
     metrics: list = field(default_factory=list)
     val_images: int = 0  # images the last validation actually evaluated (job-wide)
 
+    @classmethod
+    def from_meta(cls, meta):
+        """The state a checkpoint's meta record holds."""
+        return cls(**{k: meta[k] for k in cls.__dataclass_fields__ if k in meta})
+
+    def meta(self, cfg):
+        """The checkpoint's meta record for this state."""
+        return dict(model=cfg.model, width=cfg.width, **dataclasses.asdict(self))
+
 
 def default_run_dir(model):
-    # a launcher sets the stamp so that every worker of a job names the same folder
+    """runs/<model>-<timestamp>; a launcher sets the stamp so every worker names one folder."""
     stamp = os.environ.get("SWISHTRAIN_RUN_STAMP") or \
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"runs/{model}-{stamp}"
 
 
-def start(cfg, overwrite=False, progress_bar=None):
+def train(cfg, overwrite=False, progress_bar=None):
     """Train a new run; return its summary dict."""
     path = cfg.run_dir or default_run_dir(cfg.model)
-    RunDir.check_new(path, overwrite)  # fail before any slow work, and before anything is
-    cluster, contexts, data = _prepare(cfg)  # made or replaced
-    run = RunDir.create(path, overwrite=overwrite) if cluster.writer else RunDir(path)
-    return _train(cfg, run, cluster, contexts, data, None, progress_bar)
+    check_new(path, overwrite)  # fail before any slow work, and before anything is made
+    engine, data = _prepare(cfg)
+    recorder = recorder_for(engine.group, path, fresh=True, overwrite=overwrite)
+    return _epochs(cfg, engine, data, recorder, RunState(), progress_bar, resumed=False)
 
 
-def resume(cfg, run, ckpt, progress_bar=None):
-    """Continue a run from its checkpoint; return its summary dict."""
-    workers = run.read_json(CONFIG).get("workers", 1)
-    if workers > 1 and os.environ.get("DMLC_ROLE") != "worker":
-        raise UserError(f"{run.path} was trained by {workers} workers; resume it the same way: "
-                        f"swishtrain launch -n {workers} -- --resume {run.path}")
-    cluster, contexts, data = _prepare(cfg)
-    if workers != cluster.num_workers:  # the global batch, and so every step, would change
-        how = f"swishtrain launch -n {workers} -- --resume {run.path}" if workers > 1 \
-            else f"swishtrain resume {run.path}"
-        raise UserError(f"{run.path} was trained by {workers} worker(s), not "
-                        f"{cluster.num_workers}; resume it the same way: {how}")
-    return _train(cfg, run, cluster, contexts, data, ckpt, progress_bar)
+def resume(path, overrides=None, progress_bar=None):
+    """Continue a run (or every seed of a study) from its last completed epoch."""
+    if (Path(path) / STUDY).is_file():
+        from train_cli.training.study import resume_study  # study.py builds on this module
+        return resume_study(path, overrides or {}, progress_bar)
+    folder = RunFolder.existing(path)
+    cfg = _resumed_config(folder, overrides or {})
+    ckpt = checkpoint.load(folder.file(CHECKPOINT))
+    if ckpt.meta["epochs_done"] > cfg.epochs:
+        raise UsageError(f"--epochs {cfg.epochs} is fewer than the {ckpt.meta['epochs_done']} "
+                         "epochs this run has done; give a larger --epochs to extend it")
+    if ckpt.meta["model"] != cfg.model:
+        raise UserError(f"{folder.file(CHECKPOINT)} holds a {ckpt.meta['model']!r} model but "
+                        f"{folder.file(CONFIG)} says {cfg.model!r}; the folder is inconsistent")
+    workers = folder.read_json(CONFIG).get("workers", 1)
+    how = (f"swishtrain launch -n {workers} -- --resume {folder}" if workers > 1
+           else f"swishtrain resume {folder}")
+    if workers > 1 and launched_role() != "worker":
+        raise UserError(f"{folder} was trained by {workers} workers; resume it the same way: {how}")
+    engine, data = _prepare(cfg)
+    if engine.group.num_workers != workers:  # the global batch, and so every step, would change
+        raise UserError(f"{folder} was trained by {workers} worker(s), not "
+                        f"{engine.group.num_workers}; resume it the same way: {how}")
+    checkpoint.restore(ckpt, engine.net, engine.trainer, folder.file(CHECKPOINT))
+    recorder = recorder_for(engine.group, folder.path, fresh=False)
+    state = RunState.from_meta(ckpt.meta)
+    return _epochs(cfg, engine, data, recorder, state, progress_bar, resumed=True)
+
+
+def _resumed_config(folder, overrides):
+    """The run's own config, with the few overrides a resume may make."""
+    cfg = folder.config()
+    changes = {}
+    for name, value in overrides.items():
+        if value is None or value == getattr(cfg, name):
+            continue
+        if name not in RESUMABLE_OVERRIDES:
+            allowed = ", ".join(flag(n) for n in RESUMABLE_OVERRIDES)
+            raise UsageError(f"{flag(name)} cannot change when resuming (the run used "
+                             f"{getattr(cfg, name)!r}); only {allowed} may")
+        changes[name] = value
+    cfg = dataclasses.replace(cfg, **changes)
+    validate(cfg)
+    if cfg.kvstore == "dist_async":
+        raise UserError("runs with --kvstore dist_async cannot be resumed: their optimiser "
+                        "state lives on the servers, which are gone; start a new run")
+    return cfg
 
 
 def _prepare(cfg):
-    """Join the cluster, pick the devices and load the data; check a batch fits the data."""
-    cluster = connect(cfg.kvstore)
-    set_prefix(cluster.prefix())
+    """Join the job, load the data (the primary first), build the engine; check the batch."""
+    group = join(cfg.kvstore)
+    set_prefix(group.prefix)
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
 
     def load():
         return load_cifar10(cfg.data_dir or default_data_dir(), cfg.val_split,
-                            warn=lambda m: echo(m, err=True) if cluster.writer else None)
-    # rank 0 first: it may download and unpack the data set that the other workers then read
-    data = load() if cluster.writer else None
-    cluster.barrier()
+                            warn=lambda m: echo(m, err=True) if group.is_primary else None)
+    # the primary first: it may download and unpack the data set that the others then read
+    data = load() if group.is_primary else None
+    group.barrier()
     data = data or load()
-    global_batch = process_batch_size(cfg.batch_size, contexts) * cluster.num_workers
-    if len(data.train) < global_batch:
+    engine = Engine(cfg, contexts, group, train_images=len(data.train))
+    if len(data.train) < engine.global_batch:
         raise UserError(f"only {len(data.train)} training images, fewer than one batch of "
-                        f"{global_batch}; lower --batch-size or --val-split")
-    return cluster, contexts, data
+                        f"{engine.global_batch}; lower --batch-size or --val-split")
+    return engine, data
 
 
-def _train(cfg, run, cluster, contexts, data, restored, progress_bar):
-    # -- 2. network and optimiser -------------------------------------------------------
-    state = RunState()
-    if restored is not None:
-        state = RunState(**{k: restored.meta[k] for k in RunState.__dataclass_fields__
-                            if k in restored.meta})
-    global_batch = process_batch_size(cfg.batch_size, contexts) * cluster.num_workers
-    batches_per_epoch = len(data.train) // global_batch
-    scheduler = None
-    if not cluster.sync:  # dist_async: the servers run the optimiser, and its schedule
-        scheduler = async_scheduler(cfg, pushes_per_epoch=batches_per_epoch * cluster.num_workers)
-    engine = Engine(cfg, contexts, cluster, lr_scheduler=scheduler)
-    if restored is not None:
-        checkpoint.restore(restored, engine.net, engine.trainer, run.file(CHECKPOINT))
-    if cluster.writer:
-        write_config(run, cfg, contexts, engine, cluster, data, resumed=restored is not None)
-        if restored is None:  # epoch 0: a run stopped during epoch 1 can be resumed too
-            _save_checkpoint(run, engine, cfg, state)
-    print_header(cfg, run, contexts, engine, cluster, data, state)
-
-    # -- 3. epochs ----------------------------------------------------------------------
+def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
+    """The epoch loop, from the state's next epoch to cfg.epochs; then the summary."""
+    group = engine.group
+    recorder.write_config(cfg, engine, data, resumed)
+    if not resumed:  # epoch 0: a run stopped during epoch 1 can be resumed too
+        recorder.save_checkpoint(engine, state.meta(cfg))
+    print_header(cfg, recorder.path, engine, data, state)
+    batches_per_epoch = len(data.train) // engine.global_batch
     with StopRequests() as stop:
         for epoch in range(state.epochs_done, cfg.epochs):
-            if stop.is_set():
-                break
             lr = lr_at(epoch, cfg.lr, cfg.lr_steps, cfg.lr_factor)
-            bar = EpochProgress(epoch, cfg.epochs, batches_per_epoch, lr, progress_bar)
             started = time.perf_counter()
-            try:
-                with Prefetcher(train_batches(data.train, engine.batch_size, cfg.seed, epoch,
-                                              cfg.augment, cluster.rank,
-                                              cluster.num_workers)) as batches:
-                    results, stopped = engine.train_epoch(batches, lr, cfg.seed, epoch,
-                                                          stop.is_set, bar.update)
-            finally:
-                bar.close()
-            train_seconds = time.perf_counter() - started
+            # train: every worker walks the same shuffled order and takes its slice of each batch
+            bar = EpochProgress(epoch, cfg.epochs, batches_per_epoch, lr, progress_bar)
+            with bar, Prefetcher(train_batches(data.train, engine.batch_size, cfg.seed, epoch,
+                                               cfg.augment, group.rank,
+                                               group.num_workers)) as batches:
+                results, stopped = engine.train_epoch(batches, lr, cfg.seed, epoch,
+                                                      stop.is_set, bar.update)
             if stopped:
                 break
-            engine.average_running_stats(cluster)
-            val_loss, val_acc, evaluated = _evaluate(engine, cluster, data.val)
-            loss_sum, correct, seen = _job_totals(cluster, results)
-            row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen, train_acc=correct / seen,
-                       val_loss=val_loss, val_acc=val_acc,
+            train_seconds = time.perf_counter() - started
+            # sync BatchNorm statistics, so every replica evaluates (and saves) one network
+            engine.sync_batchnorm_stats()
+            # evaluate: every validation image exactly once, over the whole job
+            val_loss, val_acc, state.val_images = engine.evaluate(data.val)
+            # record
+            loss_sum, correct, seen = engine.train_totals(results)
+            row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen,
+                       train_acc=correct / seen, val_loss=val_loss, val_acc=val_acc,
                        epoch_seconds=time.perf_counter() - started,
                        train_img_per_s=seen / train_seconds)
             state.metrics.append(row)
-            state.epochs_done = epoch + 1
-            state.elapsed += row["epoch_seconds"]
-            state.val_images = evaluated
-            improved = val_acc > state.best_val_acc
+            state.epochs_done, state.elapsed = epoch + 1, state.elapsed + row["epoch_seconds"]
+            improved = best_row(state.metrics) is row
             if improved:
                 state.best_val_acc, state.best_epoch = val_acc, epoch + 1
-            if cluster.writer:
-                if improved:
-                    engine.save_params(run.file(BEST_PARAMS))
-                _save_checkpoint(run, engine, cfg, state)
-                run.write_metrics(state.metrics)
+            recorder.record_epoch(engine, state.metrics, state.meta(cfg), improved)
             echo(epoch_line(row, cfg.epochs))
-    if stop.is_set() and state.epochs_done < cfg.epochs:
+    if state.epochs_done < cfg.epochs:
         raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
-                      f"{run.file(CHECKPOINT)} holds {state.epochs_done} completed epoch(s), "
-                      "and the interrupted epoch restarts on resume.\n"
-                      f"Resume with: swishtrain resume {shlex.quote(str(run.path))}",
+                      f"{recorder.path / CHECKPOINT} holds {state.epochs_done} completed "
+                      "epoch(s), and the interrupted epoch restarts on resume.\n"
+                      f"Resume with: swishtrain resume {shlex.quote(str(recorder.path))}",
                       exit_code=stop.exit_code)
-    return _finish(cfg, run, cluster, engine, data, state)
+    return _finish(cfg, engine, data, recorder, state)
 
 
-def _finish(cfg, run, cluster, engine, data, state):
-    # -- 4. summary ---------------------------------------------------------------------
+def _finish(cfg, engine, data, recorder, state):
+    """The summary: best and final accuracy, the best epoch's test accuracy where it is honest."""
     summary = dict(model=cfg.model, best_val_acc=state.best_val_acc, best_epoch=state.best_epoch,
                    final_val_acc=state.metrics[-1]["val_acc"],
                    val_images=state.val_images or len(data.val),
                    val_is_test=data.val_is_test, test_acc=None, test_images=None,
                    epochs=state.epochs_done, total_seconds=state.elapsed,
-                   workers=cluster.num_workers,
+                   workers=engine.group.num_workers,
                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if not data.val_is_test:
         if data.test is None:
             echo(f"note: {data.source} has no test batch, so no test accuracy is reported")
         else:
-            cluster.barrier()  # rank 0 has written best.params
-            engine.load_params(run.file(BEST_PARAMS))
-            _, summary["test_acc"], summary["test_images"] = _evaluate(engine, cluster, data.test)
+            engine.group.barrier()  # the primary has written best.params
+            engine.load_params(recorder.path / BEST_PARAMS)
+            _, summary["test_acc"], summary["test_images"] = engine.evaluate(data.test)
             echo(f"Test accuracy of the best epoch ({state.best_epoch}): "
                  f"{summary['test_acc']:.4f} on {summary['test_images']} images")
-    if cluster.distributed:  # replicas must agree; a differing digest means they drifted
-        summary["params_sha1"] = params_digest(engine.net)
+    if engine.group.num_workers > 1:  # replicas must agree; a differing digest means drift
+        summary["params_sha1"] = engine.params_digest()
         echo(f"parameters sha1: {summary['params_sha1']}")
-    if cluster.writer:
-        run.write_metrics(state.metrics)  # again: a crash may have come between it and last.ckpt
-        run.write_json(SUMMARY, summary)
-    echo(f"Run folder: {run.path}")
+    recorder.finish(state.metrics, summary)
+    echo(f"Run folder: {recorder.path}")
     echo(f"Best validation accuracy: {state.best_val_acc:.4f} at epoch {state.best_epoch}")
     return summary
-
-
-def _job_totals(cluster, results):
-    """Training (loss sum, correct, images) of the epoch over all workers."""
-    totals = [sum(r.loss_sum for r in results), sum(r.correct for r in results),
-              sum(r.count for r in results)]
-    if cluster.distributed and cluster.sync:
-        return tuple(cluster.sum(totals))
-    # locally num_workers is 1; dist_async has no collectives: this worker's figures, with the
-    # image count scaled to the job so img/s is the job's
-    return tuple(v * cluster.num_workers for v in totals)
-
-
-def _evaluate(engine, cluster, split):
-    """(mean loss, accuracy, images) over every image of split exactly once, job-wide."""
-    if not (cluster.distributed and cluster.sync):
-        # locally, and in dist_async where replicas differ: each process evaluates its own
-        # network on the whole split (rank 0's figures are the ones recorded)
-        return engine.evaluate(split)
-    shard = Split(split.images[cluster.rank::cluster.num_workers],
-                  split.labels[cluster.rank::cluster.num_workers])
-    loss_sum, correct, n = cluster.sum(engine.evaluate_sums(shard))
-    return loss_sum / n, correct / n, int(round(n))
-
-
-def params_digest(net):
-    """SHA-1 over every parameter's bytes, in name order."""
-    h = hashlib.sha1()
-    for name, p in sorted(net._collect_params_with_prefix().items()):
-        h.update(name.encode())
-        h.update(p.data().asnumpy().tobytes())
-    return h.hexdigest()
-
-
-def _save_checkpoint(run, engine, cfg, state):
-    meta = dict(model=cfg.model, width=cfg.width, **state.__dict__)
-    checkpoint.save(run.file(CHECKPOINT), engine.net, engine.trainer, meta)

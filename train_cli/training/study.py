@@ -9,12 +9,12 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from train_cli.config import from_dict, to_dict
+from train_cli.config import from_dict
 from train_cli.errors import UsageError, UserError
+from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder
 from train_cli.training import run as single
 from train_cli.training.progress import echo
-from train_cli.training.recorder import CHECKPOINT, CONFIG, STUDY, SUMMARY, RunDir
-from train_cli.training.resume import load_for_resume
+from train_cli.training.recorder import create_study
 
 
 def seed_dir(base, seed):
@@ -32,21 +32,16 @@ def check_seeds(seeds, cfg):
                          "only; launch one job per seed instead")
 
 
-def start_seeds(cfg, seeds, overwrite=False, progress_bar=None):
+def train_seeds(cfg, seeds, overwrite=False, progress_bar=None):
     """Train cfg once per seed; return the summaries."""
     check_seeds(seeds, cfg)
-    study = RunDir.create(cfg.run_dir or single.default_run_dir(cfg.model), overwrite=overwrite)
-    study.write_json(STUDY, {"seeds": list(seeds), "config": to_dict(cfg)})
+    study = create_study(cfg.run_dir or single.default_run_dir(cfg.model), seeds, cfg, overwrite)
     return _run_seeds(study.path, cfg, seeds, {}, progress_bar)
-
-
-def is_study(folder):
-    return (Path(folder) / STUDY).is_file()
 
 
 def resume_study(folder, overrides, progress_bar=None):
     """Continue every seed of a study: resume those begun, start those that were not."""
-    saved = RunDir.existing(folder, marker=STUDY).read_json(STUDY)
+    saved = RunFolder.existing(folder, marker=STUDY).read_json(STUDY)
     try:
         cfg, seeds = from_dict(saved["config"]), [int(s) for s in saved["seeds"]]
     except (KeyError, TypeError, ValueError, UserError) as e:
@@ -58,28 +53,20 @@ def _run_seeds(base, cfg, seeds, overrides, progress_bar):
     summaries = []
     for i, seed in enumerate(seeds, 1):
         path = seed_dir(base, seed)
-        if (path / CHECKPOINT).is_file() and is_finished(path) and overrides.get("epochs") is None:
+        folder = RunFolder(path)
+        if folder.has(CHECKPOINT) and folder.is_finished() and overrides.get("epochs") is None:
             echo(f"=== seed {seed} ({i}/{len(seeds)}): finished, in {path}")
-            summaries.append(RunDir(path).read_json(SUMMARY))
-        elif (path / CHECKPOINT).is_file():
+            summaries.append(folder.read_json(SUMMARY))
+        elif folder.has(CHECKPOINT):
             echo(f"=== seed {seed} ({i}/{len(seeds)}): resuming {path}")
-            summaries.append(single.resume(*load_for_resume(path, overrides),
-                                           progress_bar=progress_bar))
+            summaries.append(single.resume(path, overrides, progress_bar=progress_bar))
         else:
             echo(f"=== seed {seed} ({i}/{len(seeds)}) -> {path}")
             seed_cfg = dataclasses.replace(cfg, seed=seed, run_dir=str(path),
                                            **{k: v for k, v in overrides.items() if v is not None})
-            summaries.append(single.start(seed_cfg, overwrite=True, progress_bar=progress_bar))
+            summaries.append(single.train(seed_cfg, overwrite=True, progress_bar=progress_bar))
     report(seeds, summaries, base)
     return summaries
-
-
-def is_finished(path):
-    """True when a run folder has its summary for all the epochs it was asked for."""
-    if not (path / SUMMARY).is_file():
-        return False
-    run = RunDir(path)
-    return run.read_json(SUMMARY).get("epochs") == run.read_json(CONFIG)["config"]["epochs"]
 
 
 def report(seeds, summaries, base):

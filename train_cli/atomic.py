@@ -1,0 +1,76 @@
+"""The one atomic write of the package: a file appears whole or not at all.
+
+Every file that matters (run-folder files, the downloaded archive, the compiled Swish library)
+is written to a temporary name in the same folder, fsynced, then os.replace()d over the target,
+and the folder is fsynced, so a crash at any instant leaves either the old file or the new one.
+"""
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+from train_cli.errors import UserError
+
+
+def atomic_write(path, write):
+    """Create `path` through write(tmp_path); I/O errors become a UserError, tmp is removed.
+
+    write() may raise anything; a UserError it raises passes through unchanged (after the
+    temporary file is removed), so a caller can say what went wrong in its own words.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        # mx.nd.save reports a failed write as MXNetError; anything else is a bug, not I/O
+        if not isinstance(e, OSError) and type(e).__name__ != "MXNetError":
+            raise
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or _disk_full(path.parent):
+            raise UserError(f"no space left on the device while writing {path}; earlier files "
+                            "there are intact: free some space, then resume the run") from None
+        raise UserError(f"cannot write {path} ({_reason(e)}); earlier files there are "
+                        "intact") from None
+
+
+def atomic_write_bytes(path, data):
+    """Atomically replace path's content with data."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_json(path, obj):
+    """Atomically write obj as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _reason(error):
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _disk_full(folder):
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
