@@ -92,6 +92,25 @@ def test_shipped_configs_are_valid():
         assert build_config({}, path).model in MODEL_NAMES
 
 
+@pytest.mark.parametrize("model", ["vgg16_bn", "vgg16_bn_swish"])
+def test_blog_configs_reproduce_the_2018_script(model):
+    """docs/REPRODUCING.md: the script's update_learning_rate set lr * 0.1**sum(steps < e) at
+    the start of 0-based epoch e (steps 10,20,30), fed raw pixels, mirrored only, no shuffle."""
+    from pathlib import Path
+
+    from train_cli.config import build_config
+    from train_cli.training.schedule import lr_at
+    cfg = build_config({}, Path(__file__).parent.parent / "configs" / f"blog-{model}.toml")
+    script = [0.1 * 0.1 ** sum(1 for s in (10, 20, 30) if s < e) for e in range(40)]
+    ours = [lr_at(e, cfg.lr, cfg.lr_steps, cfg.lr_factor) for e in range(cfg.epochs)]
+    assert ours == pytest.approx(script, rel=1e-12)
+    assert ours[10] == pytest.approx(0.1) and ours[11] == pytest.approx(0.01)  # epochs 11, 12
+    assert (cfg.model, cfg.batch_size, cfg.gpus, cfg.momentum, cfg.wd) == \
+        (model, 128, (), 0.9, 1e-4)
+    assert (cfg.augment, cfg.shuffle, cfg.input_norm, cfg.val_split) == \
+        ("flip", False, "none", 0)
+
+
 def test_models_lists_names_with_parameter_counts(run_cli):
     result = run_cli("models")
     assert result.exit_code == 0

@@ -90,6 +90,25 @@ def test_val_split_holds_out_the_same_training_images_every_time(tmp_path):
         data.load_cifar10(tmp_path, val_split=200, warn=lambda m: None)
 
 
+def test_test_split_is_carved_from_training_images_disjoint_from_validation(tmp_path):
+    write_cifar(tmp_path, per_batch=40, test=30)
+    rows = {img.tobytes() for img in data.load_cifar10(tmp_path, warn=lambda m: None).train.images}
+    d = data.load_cifar10(tmp_path, val_split=40, test_split=30, warn=lambda m: None)
+    assert (len(d.train), len(d.val), len(d.test)) == (130, 40, 30) and not d.val_is_test
+    parts = [{img.tobytes() for img in s.images} for s in (d.train, d.val, d.test)]
+    assert parts[0] | parts[1] | parts[2] == rows  # the 200 training images, each once ...
+    assert sum(map(len, parts)) == 200  # ... in exactly one split; the test batch is not used
+    assert "held-out training images" in d.source
+    # the validation images do not move when a test split is carved as well
+    only_val = data.load_cifar10(tmp_path, val_split=40, warn=lambda m: None)
+    np.testing.assert_array_equal(only_val.val.images, d.val.images)
+    # without --val-split the carved test split is what validation runs on (and says so)
+    e = data.load_cifar10(tmp_path, test_split=30, warn=lambda m: None)
+    assert e.val_is_test and e.val is e.test and len(e.train) == 170
+    with pytest.raises(UserError, match="--val-split 100 with --test-split 100 leaves no"):
+        data.load_cifar10(tmp_path, val_split=100, test_split=100, warn=lambda m: None)
+
+
 def test_checksum_mismatch_is_a_warning(tmp_path):
     write_cifar(tmp_path)
     warnings = []

@@ -7,6 +7,8 @@ import pytest
 from train_cli.data.cifar10 import Split
 from train_cli.data.loader import Prefetcher, eval_batches, train_batches
 
+from helpers import synthetic_split
+
 
 def numbered_split(n):
     """Images whose first pixel encodes their index (so batches can be traced back)."""
@@ -76,3 +78,17 @@ def test_prefetcher_stops_its_thread_when_left_early():
                 break
     assert not any(t.name == "prefetch" and t.is_alive() for t in threading.enumerate())
     assert len(produced) <= 3 + 2 + 2  # never ran more than the queue depth ahead
+
+
+def test_raw_inputs_and_the_files_order_as_the_2018_script():
+    images, labels = synthetic_split(30)
+    split = Split(images, labels.astype(np.int32))
+    (x, y), *_ = train_batches(split, 10, seed=3, epoch=0, augment="none", shuffle=False,
+                               inputs="none")
+    np.testing.assert_array_equal(x, images[:10].astype(np.float32))  # 0-255, first 10 in order
+    for epoch in (1, 2):  # the same order every epoch
+        (x2, _), *_ = train_batches(split, 10, seed=3, epoch=epoch, augment="none",
+                                    shuffle=False, inputs="none")
+        np.testing.assert_array_equal(x2, x)
+    (xe, _, _), *_ = eval_batches(split, 10, inputs="none")
+    assert xe.max() > 200 and xe.min() >= 0

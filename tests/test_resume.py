@@ -141,6 +141,36 @@ def test_divergence_stops_with_the_last_good_checkpoint(run_cli, data_dir, tmp_p
     assert not (run_dir / "summary.json").exists()
 
 
+def test_a_blow_up_in_the_last_update_of_an_epoch_is_never_checkpointed(run_cli, tmp_path):
+    """One batch per epoch: epoch 1's only loss is computed before its (exploding) update, so
+    no training loss shows it; the validation loss and the weights do, before anything is saved.
+    """
+    data = write_cifar(tmp_path / "cifar", per_batch=8, test=20)  # 40 training images
+    run_dir = tmp_path / "run"
+    result = run_cli("--data-dir", data, "--run-dir", run_dir, "--model", "vgg11",
+                     "--width", "0.125", "--batch-size", "40", "--lr", "1e30", "--epochs", 2,
+                     "--dropout", "0")
+    assert result.exit_code == 1, result.output
+    assert "became NaN/inf at the end of epoch 1" in result.stderr
+    assert checkpoint.load(run_dir / "last.ckpt").meta["epochs_done"] == 0  # the last good one
+    assert not (run_dir / "best.params").exists() and not (run_dir / "metrics.csv").exists()
+
+
+def test_best_params_are_the_evaluated_weights_with_three_devices(run_cli, data_dir, tmp_path):
+    """Gluon's save_parameters would save the mean of the 3 replicas, which rounds differently
+    from each of them; what is saved must be what was evaluated (and what last.ckpt holds)."""
+    run_dir = tmp_path / "run"
+    result = run_cli("--data-dir", data_dir, "--run-dir", run_dir, "--model", "vgg11_bn",
+                     "--width", "0.125", "--batch-size", "30", "--cpu-devices", "3",
+                     "--epochs", 1, "--lr", "0.05", "--eval-batch-size", "30")
+    assert result.exit_code == 0, result.output
+    best = mx.nd.load(str(run_dir / "best.params"))
+    last = checkpoint.load(run_dir / "last.ckpt").params
+    assert best.keys() == last.keys()
+    for name in best:
+        np.testing.assert_array_equal(best[name].asnumpy(), last[name].asnumpy(), err_msg=name)
+
+
 # -----------------------------------------------------------------------------
 @pytest.fixture
 def finished_run(run_cli, data_dir, tmp_path):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from train_cli.errors import UsageError
 
 AUGMENTS = ("crop-flip", "flip", "none")
+INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
 DTYPES = ("float32", "float16")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
@@ -57,7 +58,9 @@ class TrainConfig:
     gpus: tuple[int, ...] = option((),  # empty: train on the CPU, which every machine has
         "Comma-separated GPU ids, e.g. 0,1 (needs an MXNet build with CUDA); empty = CPU.")
     cpu_devices: int = option(1,  # >1 runs the multi-device code path on a machine without GPUs
-        "Split each batch over N CPU contexts (runs the multi-device code path without GPUs).")
+        "Split each batch over N CPU contexts (runs the multi-device code path without GPUs); "
+        "BatchNorm then normalises each slice on its own, so results differ slightly from one "
+        "device.")
     kvstore: str = option("device",  # sum on the devices; `swishtrain launch` makes it dist_sync
         "MXNet KVStore that sums gradients: " + ", ".join(KVSTORES) + ".", choices=KVSTORES)
     dtype: str = option("float32",  # float16 needs a GPU: MXNet's CPU kernels have no fast path
@@ -66,9 +69,18 @@ class TrainConfig:
     augment: str = option("crop-flip",  # the standard recipe; flip is what the blog script did
         "Training augmentation: crop-flip (pad 4, random 32x32 crop, horizontal flip), "
         "flip (horizontal flip only, as the blog script), none.", choices=AUGMENTS)
+    shuffle: bool = option(True,  # the 2018 script's record iterator kept the file's order
+        "Shuffle the training images every epoch (seeded); --no-shuffle keeps the order of the "
+        "files, as the 2018 script did.")
+    input_norm: str = option("mean-std",  # the 2018 script fed raw 0-255 pixels (no mean/std)
+        "Input scaling: mean-std (per-channel CIFAR-10 mean and std) or none (raw 0-255 pixels, "
+        "as the 2018 script).", choices=INPUT_NORMS)
     val_split: int = option(0,  # 0: validate on the test split; N: hold out N training images
         "Hold out N training images for validation instead of using the test split; "
         "the test accuracy of the best epoch is then reported too.")
+    test_split: int = option(0,  # a test split never seen in training, for copies without one
+        "Hold out N training images as the test split (disjoint from --val-split), in place of "
+        "the test batch: for a CIFAR-10 copy without one, or a test split no run has seen.")
     width: float = option(1.0,  # <1 shrinks the network for CPU-sized studies
         "Scale every channel and dense width by F (1.0 = standard VGG).")
     dropout: float = option(0.5,  # after each of the two dense layers, as VGG
@@ -283,6 +295,7 @@ def validate(cfg):
     need(cfg.width > 0, "width", f"must be positive (got {cfg.width})")
     need(0 <= cfg.dropout < 1, "dropout", f"must be in [0, 1) (got {cfg.dropout})")
     need(cfg.val_split >= 0, "val_split", f"must be 0 or more (got {cfg.val_split})")
+    need(cfg.test_split >= 0, "test_split", f"must be 0 or more (got {cfg.test_split})")
     need(cfg.seed >= 0, "seed", f"must be 0 or more (got {cfg.seed})")
     need(cfg.dtype == "float32" or cfg.gpus, "dtype",
          "float16 needs --gpus: MXNet's CPU kernels have no fast float16 path")

@@ -72,8 +72,12 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
     split = synthetic_split(batch * steps)
     engine.trainer.set_learning_rate(1e-4)  # keep the weights sane over many benchmark steps
 
-    first = next(train_batches(split, batch, cfg.seed, 0, cfg.augment))
-    xs, ys = engine.load(first[0]), engine.load(first[1])
+    def epoch_batches():  # the training loop's batches of one epoch
+        return train_batches(split, batch, cfg.seed, 0, cfg.augment, shuffle=cfg.shuffle,
+                             inputs=cfg.input_norm)
+
+    first = next(epoch_batches())
+    xs, ys = engine.load(first[0]), engine.load(first[1], cast=False)  # labels stay float32
 
     def train_steps():
         for _ in range(steps):
@@ -81,11 +85,11 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
         mx.nd.waitall()
 
     def train_epoch():
-        with Prefetcher(train_batches(split, batch, cfg.seed, 0, cfg.augment)) as batches:
+        with Prefetcher(epoch_batches()) as batches:
             engine.train_epoch(batches, 1e-4, cfg.seed, 0)
 
     def data_pipeline():
-        for _ in train_batches(split, batch, cfg.seed, 0, cfg.augment):
+        for _ in epoch_batches():
             pass
 
     eval_split = synthetic_split(engine.eval_batch_size * 4, seed=1)

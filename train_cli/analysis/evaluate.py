@@ -53,7 +53,7 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", warn=print
                 else "try --params best")
         raise UserError(f"{weights} is missing ({hint}); nothing to evaluate")
     data = load_cifar10(data_dir or cfg.data_dir or default_data_dir(), cfg.val_split,
-                        warn=warn)
+                        cfg.test_split, warn=warn)
     images = pick_split(data, split)
 
     # the network (and with it the fused Swish library) only now, after the cheap checks

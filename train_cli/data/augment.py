@@ -46,3 +46,12 @@ AUGMENTATIONS = {
     "flip": random_flip,
     "none": lambda x, rng: x,
 }
+
+
+def raw_pixels(images):
+    """uint8 pixels -> float32 0-255, unscaled: what the 2018 script's iterator fed the network."""
+    return images.astype(np.float32)
+
+
+# --input-norm: how uint8 pixels become the network's float input
+INPUTS = {"mean-std": normalise, "none": raw_pixels}

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from train_cli import streams
 from train_cli.atomic import atomic_write
 from train_cli.errors import UserError
 
@@ -40,7 +41,6 @@ BATCH_SHA1 = {
     "data_batch_5.bin": "26e2849e66a845b7f1e4614ae70f4889ae604628",
     "test_batch.bin": "67eb016db431130d61cd03c7ad570b013799c88c",
 }
-VAL_SPLIT_SEED = 2018  # fixed, so runs with different --seed validate on the same images
 
 
 @dataclass
@@ -259,29 +259,45 @@ def _read_pickle(path):
 
 
 # -----------------------------------------------------------------------------
-def load_cifar10(root, val_split=0, url=None, md5=ARCHIVE_MD5, progress=True, warn=print):
-    """Find/download CIFAR-10 under root and return its splits as in-memory arrays."""
+def load_cifar10(root, val_split=0, test_split=0, url=None, md5=ARCHIVE_MD5, progress=True,
+                 warn=print):
+    """Find/download CIFAR-10 under root and return its splits as in-memory arrays.
+
+    val_split / test_split hold out that many training images, chosen by a permutation that
+    depends on no --seed: validation the last val_split of it, test the test_split before them
+    (so a run's validation images do not change when a test split is carved too).
+    """
     fmt, folder = prepare(root, url=url, md5=md5, progress=progress)
     parts = [read_batch(fmt, folder, name) for name in TRAIN_BATCHES]
     train = Split(np.concatenate([p.images for p in parts]),
                   np.concatenate([p.labels for p in parts]))
     test_path = Path(folder) / (TEST_BATCH + ".bin" if fmt == "bin" else TEST_BATCH)
-    test = read_batch(fmt, folder, TEST_BATCH) if test_path.is_file() else None
+    test = read_batch(fmt, folder, TEST_BATCH) if test_path.is_file() and not test_split else None
     if fmt == "bin":
         bad = checksum_mismatches(folder)
         if bad:
             warn(f"warning: {', '.join(bad)} in {folder} differ from the official CIFAR-10 files "
                  "(SHA-1); results may not be comparable with published ones")
+    if val_split + test_split >= len(train):
+        asked = f"--val-split {val_split}" + (f" with --test-split {test_split}" * bool(test_split))
+        raise UserError(f"{asked} leaves no training images (the copy in {folder} has "
+                        f"{len(train)}); use a smaller number")
+    order = streams.generator(streams.HELD_OUT, streams.SPLIT_SEED).permutation(len(train)) \
+        if val_split or test_split else None
+
+    def held(start, stop):
+        idx = np.sort(order[len(order) - stop:len(order) - start])
+        return Split(train.images[idx], train.labels[idx])
+    if test_split:
+        test = held(val_split, val_split + test_split)
+    source = str(folder) + (f" (test: {test_split:,} held-out training images)"
+                            if test_split else "")
     if not val_split:
         if test is None:
             raise UserError(f"{test_path} is missing, so there is no test split to validate on; "
-                            "restore it, or hold out training images with --val-split 5000")
-        return Cifar10(train, test, test, str(folder), val_is_test=True)
-    if val_split >= len(train):
-        raise UserError(f"--val-split {val_split} leaves no training images (the copy in {folder} "
-                        f"has {len(train)}); use a smaller number")
-    order = np.random.default_rng(VAL_SPLIT_SEED).permutation(len(train))
-    keep, held = np.sort(order[:-val_split]), np.sort(order[-val_split:])
-    return Cifar10(Split(train.images[keep], train.labels[keep]),
-                   Split(train.images[held], train.labels[held]), test, str(folder),
+                            "restore it, or hold out training images with --val-split 5000 "
+                            "(and --test-split 5000 for a test split)")
+        return Cifar10(held(val_split + test_split, len(train)) if test_split else train, test,
+                       test, source, val_is_test=True)
+    return Cifar10(held(val_split + test_split, len(train)), held(0, val_split), test, source,
                    val_is_test=False)

@@ -8,34 +8,35 @@ import threading
 
 import numpy as np
 
-from train_cli.data.augment import AUGMENTATIONS, normalise
+from train_cli import streams
+from train_cli.data.augment import AUGMENTATIONS, INPUTS
 
 
-def epoch_rng(seed, epoch):
-    """The generator that shuffles and augments one epoch (epoch is 0-based)."""
-    return np.random.default_rng([seed, epoch])
-
-
-def train_batches(split, batch_size, seed, epoch, augment, rank=0, num_workers=1):
+def train_batches(split, batch_size, seed, epoch, augment, rank=0, num_workers=1, shuffle=True,
+                  inputs="mean-std"):
     """Yield (images float32 NCHW, labels float32) of one shuffled, augmented epoch.
+
+    shuffle=False keeps the images in the order of the files (the 2018 script's iterator did not
+    shuffle); inputs picks the input scaling (augment.INPUTS).
 
     With several workers, every worker walks the same permutation in global batches of
     batch_size * num_workers and takes its own slice of each, so one step of the job covers
     exactly one global batch. The last incomplete global batch is dropped, as in most CIFAR
     recipes (a tiny batch gives a noisy step and BatchNorm statistics of a few images).
     """
-    order = epoch_rng(seed, epoch).permutation(len(split))
-    transform = AUGMENTATIONS[augment]
+    order = (streams.generator(streams.SHUFFLE, seed, epoch).permutation(len(split)) if shuffle
+             else np.arange(len(split)))
+    transform, scale = AUGMENTATIONS[augment], INPUTS[inputs]
     step = batch_size * num_workers
     for start in range(0, len(order) - step + 1, step):
         offset = start + rank * batch_size
         idx = order[offset:offset + batch_size]
         # augmentation draws depend on the slice's place in the epoch, not on batches before it
-        rng = np.random.default_rng([seed, epoch, offset])
-        yield normalise(transform(split.images[idx], rng)), split.labels[idx].astype(np.float32)
+        rng = streams.generator(streams.AUGMENT, seed, epoch, offset)
+        yield scale(transform(split.images[idx], rng)), split.labels[idx].astype(np.float32)
 
 
-def eval_batches(split, batch_size):
+def eval_batches(split, batch_size, inputs="mean-std"):
     """Yield (images, labels, valid) covering every image exactly once, in order.
 
     The last batch is padded to full size (so the compiled graph keeps one shape) and `valid`
@@ -50,7 +51,7 @@ def eval_batches(split, batch_size):
             images = np.concatenate([images, np.zeros((batch_size - valid,) + images.shape[1:],
                                                       dtype=images.dtype)])
             labels = np.concatenate([labels, np.zeros(batch_size - valid, dtype=labels.dtype)])
-        yield normalise(images), labels.astype(np.float32), valid
+        yield INPUTS[inputs](images), labels.astype(np.float32), valid
 
 
 class Prefetcher:

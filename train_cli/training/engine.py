@@ -13,6 +13,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from train_cli import streams
 from train_cli.cluster.process_group import LocalGroup
 from train_cli.data.loader import eval_batches
 from train_cli.errors import UsageError, UserError
@@ -45,11 +46,6 @@ def process_batch_size(per_device, contexts):
     return per_device
 
 
-def derived_seed(seed, *keys):
-    """A 31-bit seed for MXNet's generator, distinct for each (seed, keys)."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
-
-
 @dataclass
 class BatchResult:
     index: int  # 0-based batch number within the epoch
@@ -68,8 +64,9 @@ class Engine:
         self.batch_size = process_batch_size(cfg.batch_size, contexts)  # this process's share
         self.global_batch = self.group.global_batch(self.batch_size)  # one optimiser step
         self.eval_batch_size = process_batch_size(cfg.eval_batch_size, contexts)
+        self.input_norm = cfg.input_norm
         self.net = build_model(cfg.model, cfg.width, cfg.dropout)
-        mx.random.seed(derived_seed(cfg.seed, 0))  # initial weights depend on --seed alone
+        mx.random.seed(streams.mxnet_seed(streams.INIT, cfg.seed))  # weights: --seed alone
         self.net.initialize(ctx=contexts)
         if cfg.dtype != "float32":
             self.net.cast(cfg.dtype)
@@ -106,7 +103,7 @@ class Engine:
         """
         if not self.group.updates_on_servers:  # there the ServerSchedule sets the rate
             self.trainer.set_learning_rate(lr)
-        mx.random.seed(derived_seed(seed, 1, epoch))  # dropout masks replay on resume
+        mx.random.seed(streams.mxnet_seed(streams.DROPOUT, seed, epoch))  # replays on resume
         results, pending, stopped = [], None, False
         for index, (images, labels) in enumerate(batches):
             if should_stop():
@@ -120,6 +117,8 @@ class Engine:
             pending = (index, stats, len(images))
         if pending is not None:
             results.append(self._collect(pending, epoch, on_batch))
+        # the last update is still queued: wait for it, so the epoch's time is the whole epoch
+        mx.nd.waitall()
         return results, stopped
 
     def step(self, xs, ys):
@@ -166,7 +165,7 @@ class Engine:
         ctx = self.contexts[0]
         loss_total = mx.nd.zeros((1,), ctx=ctx)
         correct_total = mx.nd.zeros((1,), ctx=ctx)
-        for images, labels, valid in eval_batches(split, self.eval_batch_size):
+        for images, labels, valid in eval_batches(split, self.eval_batch_size, self.input_norm):
             xs = self.load(images)
             outputs = [self.net(x).astype("float32").as_in_context(ctx) for x in xs]
             out = mx.nd.concat(*outputs, dim=0)[:valid]
@@ -195,8 +194,26 @@ class Engine:
             offset += p.data().size
 
     def save_params(self, path):
-        """Weights in the standard Gluon format (net.load_parameters reads them)."""
-        self.net.save_parameters(str(path))
+        """The first device's weights, in the standard Gluon format (load_parameters reads them).
+
+        Not net.save_parameters: it saves the mean of the devices' copies, which with 3, 5, 6 or
+        7 devices is not bit-equal to any of them (x*3/3 rounds), so the saved network would
+        not be the one that was evaluated.
+        """
+        mx.nd.save(str(path), {name: p.data(self.contexts[0])
+                               for name, p in structural_params(self.net).items()})
+
+    def check_finite(self, epoch, val_loss):
+        """Raise Diverged unless the validation loss and every parameter are finite.
+
+        A blow-up in an epoch's last update shows in no training loss of that epoch; checked
+        before the epoch is recorded, so the last good checkpoint stays.
+        """
+        bad = [name for name, p in structural_params(self.net).items()
+               if not np.isfinite(p.data(self.contexts[0]).asnumpy()).all()]
+        if bad or not math.isfinite(val_loss):
+            what = f"parameter {bad[0]}" if bad else "the validation loss"
+            raise Diverged(epoch, None, what)
 
     def load_params(self, path):
         """Load weights saved by save_params onto every device."""
@@ -217,10 +234,12 @@ def _correct(outputs, labels):
 
 
 class Diverged(UserError):
-    """The training loss became NaN or infinite."""
+    """The training loss (or, at the end of an epoch, a weight) became NaN or infinite."""
 
-    def __init__(self, epoch, batch):
-        super().__init__(f"the training loss became NaN/inf at epoch {epoch + 1}, batch "
-                         f"{batch + 1}: the learning rate is probably too high for this model; "
-                         "try a lower --lr")
+    def __init__(self, epoch, batch, what="the training loss"):
+        where = f"epoch {epoch + 1}, batch {batch + 1}" if batch is not None else \
+            f"the end of epoch {epoch + 1}"
+        super().__init__(f"{what} became NaN/inf at {where}: the learning rate is probably too "
+                         "high for this model; try a lower --lr (the last good checkpoint is "
+                         "kept)")
         self.epoch, self.batch = epoch, batch
