@@ -31,7 +31,7 @@ test: install
 lint: install
 	$(BIN)/python -m ruff check train_cli tests
 
-# The 2018 blog runs: VGG16-BN, batch 128, lr 0.1 stepped at 10/20/30, 40 epochs, flip only.
+# The 2018 blog runs as the script really ran them (configs/blog-*.toml, docs/REPRODUCING.md).
 # Each target trains into runs/<name>; run again, it resumes an interrupted run, and leaves a
 # finished one alone.
 RUNS := runs
