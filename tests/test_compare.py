@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from train_cli.analysis import plot
-from train_cli.analysis.compare import bootstrap_diff, compare, find_run_dirs
+from train_cli.analysis import plot, stats
+from train_cli.analysis.compare import compare, find_run_dirs
 from train_cli.config import TrainConfig, to_dict
 from train_cli.errors import UserError
 from train_cli.runfolder import format_metrics
@@ -20,25 +20,45 @@ def curve(best, best_epoch, final, epochs):
     return accs + [final] * (epochs - best_epoch)
 
 
-def make_run(folder, val_accs, finished=True, seconds=10.0, test_acc=None, **options):
-    """A run folder as run.py leaves it, with the given per-epoch validation accuracies."""
+def make_run(folder, val_accs, finished=True, seconds=10.0, test_acc=None, workers=1,
+             legacy=False, **options):
+    """A run folder as run.py leaves it, with the given per-epoch validation accuracies.
+
+    test_acc given: validation is a held-out split (--val-split 5000 unless said) and the run
+    has a test split. legacy: config.json and summary.json as older versions wrote them.
+    """
     folder.mkdir(parents=True)
     options.setdefault("epochs", len(val_accs))
     options.setdefault("lr_steps", (2,))
+    if test_acc is not None:
+        options.setdefault("val_split", 5000)
     cfg = to_dict(TrainConfig(run_dir=str(folder), **options))
-    (folder / "config.json").write_text(json.dumps(
-        {"swishtrain": "0.1.0", "config": cfg, "devices": ["cpu(0)"], "sessions": []}))
+    val_is_test = cfg["val_split"] == 0
+    val_images = 10000 if val_is_test else cfg["val_split"]
+    info = {"swishtrain": "0.1.0", "config": cfg, "devices": ["cpu(0)"], "sessions": []}
+    if not legacy:
+        info.update(workers=workers,
+                    global_batch_size=cfg["batch_size"] * max(1, len(cfg["gpus"])) * workers,
+                    data=dict(source="/data", train_images=50000 - cfg["val_split"],
+                              val_images=val_images, val_is_test=val_is_test,
+                              test_images=10000 if test_acc is not None or val_is_test else None))
+    (folder / "config.json").write_text(json.dumps(info))
     rows = [dict(epoch=e, lr=0.1, train_loss=2.0 / e, train_acc=acc, val_loss=1.0 - acc,
                  val_acc=acc, epoch_seconds=seconds, train_img_per_s=100.0)
             for e, acc in enumerate(val_accs, start=1)]
     (folder / "metrics.csv").write_text(format_metrics(rows))
     if finished:
         best = max(range(len(val_accs)), key=lambda i: val_accs[i])
-        (folder / "summary.json").write_text(json.dumps(dict(
+        summary = dict(
             model=cfg["model"], best_val_acc=val_accs[best], best_epoch=best + 1,
-            final_val_acc=val_accs[-1], val_images=10000, val_is_test=test_acc is None,
+            final_val_acc=val_accs[-1], val_images=val_images, val_is_test=val_is_test,
             test_acc=test_acc, test_images=None if test_acc is None else 10000,
-            epochs=len(val_accs), total_seconds=seconds * len(val_accs))))
+            epochs=len(val_accs), total_seconds=seconds * len(val_accs))
+        if not legacy:
+            summary.update(workers=workers, peak_rss_mb=100.0,
+                           selected_on="test split" if val_is_test else
+                           "held-out validation split")
+        (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
 
@@ -70,12 +90,15 @@ def test_group_statistics_are_exact(two_groups):
     assert stats["best_val_acc_std"] == pytest.approx(0.02)  # sample std (ddof=1)
     assert stats["best_epoch_median"] == 4
     assert stats["final_val_acc_mean"] == pytest.approx(0.91)
+    assert stats["final_val_acc_std"] == pytest.approx(0.02)
     assert stats["seconds_per_epoch_mean"] == pytest.approx(12.0)
-    assert stats["test_acc_mean"] is None
+    assert stats["test_acc_mean"] is None and stats["test_acc_std"] is None
+    assert (stats["val_images"], stats["val_is_test"]) == (10000, True)
+    # validation is the test split: the best val acc is marked as selected on it
     assert table_row(result.format_table(), "vgg16_bn") == \
-        ["3", "92.00", "±", "2.00", "4", "91.00", "-", "12.0"]
+        ["3", "10,000", "=", "test", "92.00", "±", "2.00*", "4", "91.00", "±", "2.00", "-", "12.0"]
     assert table_row(result.format_table(), "vgg16_bn_swish") == \
-        ["3", "96.00", "±", "1.00", "6", "96.00", "-", "20.0"]
+        ["3", "10,000", "=", "test", "96.00", "±", "1.00*", "6", "96.00", "±", "1.00", "-", "20.0"]
 
 
 def test_table_columns_line_up(two_groups):
@@ -88,12 +111,19 @@ def test_clearly_separated_groups_get_a_significant_verdict(two_groups):
     result = compare([two_groups])  # the parent folder is searched recursively
     (d,) = result.differences
     assert (d.better, d.other) == ("vgg16_bn_swish", "vgg16_bn")
-    assert d.diff == pytest.approx(0.04)
+    # validation is the test split: the verdict is on the last epoch (0.91 vs 0.96), not the
+    # best one (0.92 vs 0.96)
+    assert d.metric.key == "final_val_acc" and d.diff == pytest.approx(0.05)
     # every resampled difference lies between the worst and best pairing of group means
-    assert 0.01 - 1e-9 <= d.ci_low < d.diff < d.ci_high <= 0.07 + 1e-9
-    assert d.verdict() == (f"vgg16_bn_swish is better by 4.00 points (95% CI "
+    assert 0.02 - 1e-9 <= d.ci_low < d.diff < d.ci_high <= 0.08 + 1e-9
+    assert d.verdict() == (f"vgg16_bn_swish is better by 5.00 points of final val acc (95% CI "
                            f"[{100 * d.ci_low:.2f}, {100 * d.ci_high:.2f}])")
-    assert f"vgg16_bn_swish vs vgg16_bn: {d.verdict()}" in result.format_table()
+    table = result.format_table()
+    assert f"vgg16_bn_swish vs vgg16_bn: {d.verdict()}" in table
+    assert "difference in mean final val acc (95% bootstrap CI" in table
+    assert d.best_val_diff == pytest.approx(0.04) and d.best_val_on_test
+    assert ("    best val acc*: vgg16_bn_swish +4.00 points (selected on the test split: "
+            "optimistic, not the verdict's)") in table.splitlines()
 
 
 def test_identical_groups_are_not_significantly_different(tmp_path):
@@ -104,32 +134,171 @@ def test_identical_groups_are_not_significantly_different(tmp_path):
     assert [g.label for g in result.groups] == ["vgg16_bn lr=0.1", "vgg16_bn lr=0.05"]
     (d,) = result.differences
     assert d.diff == 0 and d.ci_low < 0 < d.ci_high and not d.significant
-    assert d.verdict() == "no significant difference (95% CI spans 0)"
-
-
-def test_bootstrap_is_seeded_and_resamples():
-    a, b = [0.901, 0.923, 0.947, 0.912, 0.905, 0.931], [0.933, 0.951, 0.922, 0.944]
-    assert bootstrap_diff(a, b) == bootstrap_diff(a, b)  # default_rng(0): reproducible
-    assert bootstrap_diff(a, b, seed=1) != bootstrap_diff(a, b)  # a real resampling
-    diff, low, high = bootstrap_diff(a, b)
-    assert diff == pytest.approx(np.mean(b) - np.mean(a)) and low < diff < high
-    assert bootstrap_diff([0.9, 0.9], [0.95, 0.95]) == pytest.approx((0.05, 0.05, 0.05))
+    assert d.verdict() == "no significant difference in final val acc (95% CI spans 0)"
 
 
 def test_options_shared_by_all_groups_stay_out_of_labels(tmp_path):
-    # seed, run_dir, data_dir, eval_batch_size, hybridize and epochs never split a group
+    # seed, run_dir, data_dir, eval_batch_size and hybridize never split a group
     make_run(tmp_path / "a", [0.5, 0.6], seed=1, eval_batch_size=100, hybridize=False)
-    make_run(tmp_path / "b", [0.5, 0.7, 0.6], seed=2, data_dir="/elsewhere")
+    make_run(tmp_path / "b", [0.5, 0.6], seed=2, data_dir="/elsewhere")
     make_run(tmp_path / "c", [0.5, 0.6], width=0.5, lr=0.05)
     result = compare([tmp_path])
     assert [g.label for g in result.groups] == ["vgg16_bn lr=0.1 width=1",
                                                 "vgg16_bn lr=0.05 width=0.5"]
     assert [len(g.runs) for g in result.groups] == [2, 1]
-    assert table_row(result.format_table(), "vgg16_bn lr=0.05 width=0.5")[:4] == \
-        ["1", "60.00", "±", "-"]  # one run: no std
+    assert table_row(result.format_table(), "vgg16_bn lr=0.05 width=0.5")[:7] == \
+        ["1", "10,000", "=", "test", "60.00", "±", "-*"]  # one run: no std
     assert "no significance test: it needs 2 or more groups with 2 or more runs" in \
         result.format_table()
     assert result.differences == []
+
+
+def labels_and_sizes(result):
+    return [(g.label, len(g.runs)) for g in result.groups]
+
+
+@pytest.mark.parametrize("options, label", [
+    (dict(epochs=3), "epochs=3"),
+    (dict(workers=2), "global-batch=256 workers=2"),  # launch -n 2: twice the global batch
+    (dict(batch_size=64), "batch-size=64 global-batch=64"),
+    (dict(gpus=(0, 1)), "global-batch=256 num-gpus=2"),  # a count: gpus=2 would be an id
+    (dict(cpu_devices=2), "cpu-devices=2"),
+    (dict(augment="flip"), "augment=flip"),
+    (dict(input_norm="none"), "input-norm=none"),
+    (dict(shuffle=False), "shuffle=False"),
+    (dict(test_split=5000), "test-split=5000"),
+    (dict(kvstore="dist_async"), "updates=async"),
+])
+def test_whatever_changes_the_experiment_splits_groups(tmp_path, options, label):
+    make_run(tmp_path / "a", [0.5, 0.6], lr_steps=(1,))
+    make_run(tmp_path / "b", [0.5, 0.6, 0.7][:options.get("epochs", 2)], lr_steps=(1,),
+             **options)
+    result = compare([tmp_path])
+    assert labels_and_sizes(result)[1] == (f"vgg16_bn {label}", 1)
+
+
+def test_what_does_not_change_the_experiment_keeps_one_group(tmp_path):
+    # seed, folders, GPU ids, eval batch size, hybridize: the same experiment
+    make_run(tmp_path / "a", [0.5, 0.6], seed=1, gpus=(0, 1))
+    make_run(tmp_path / "b", [0.5, 0.7], seed=2, gpus=(2, 3), eval_batch_size=100,
+             hybridize=False, data_dir="/elsewhere")
+    # the same sync update whichever store sums the gradients (launch -n 1 uses dist_sync)
+    make_run(tmp_path / "c", [0.5, 0.8], seed=3, gpus=(1, 2), kvstore="dist_sync")
+    result = compare([tmp_path])
+    assert labels_and_sizes(result) == [("vgg16_bn", 3)]
+    assert result.groups[0].config["num_gpus"] == 2
+    assert result.groups[0].config["global_batch_size"] == 256
+    assert "gpus" not in result.groups[0].config and "seed" not in result.groups[0].config
+
+
+def test_old_run_folders_get_the_job_from_the_config(tmp_path):
+    # before workers, global_batch_size and data were recorded: 1 worker, batch x GPUs
+    make_run(tmp_path / "old", [0.5, 0.6], legacy=True, gpus=(0, 1))
+    make_run(tmp_path / "new", [0.5, 0.7], seed=1, gpus=(2, 3))
+    make_run(tmp_path / "held", [0.5, 0.7], legacy=True, gpus=(0, 1), test_acc=0.6)
+    result = compare([tmp_path])
+    assert labels_and_sizes(result) == [("vgg16_bn val-split=5000", 1),
+                                        ("vgg16_bn val-split=0", 2)]
+    held, old = result.groups[0].runs[0], result.groups[1].runs[1]
+    assert (old.workers, old.global_batch_size, old.val_is_test) == (1, 256, True)
+    assert (held.val_is_test, held.selected_on) == (False, "held-out validation split")
+
+
+def held_out_groups(tmp_path, relu_tests, swish_tests, **options):
+    """Runs with a held-out validation split and a test split (test accs given per seed)."""
+    for arm, tests, model in [("relu", relu_tests, "vgg16_bn"),
+                              ("swish", swish_tests, "vgg16_bn_swish")]:
+        for seed, test in enumerate(tests):
+            make_run(tmp_path / arm / str(seed), [0.7, 0.8 + 0.01 * seed, 0.75], seed=seed,
+                     test_acc=test, model=model, **options)
+
+
+def test_verdict_uses_test_acc_when_every_run_holds_out_validation(tmp_path):
+    held_out_groups(tmp_path, [0.80, 0.82, 0.84], [0.86, 0.87, 0.88])
+    result = compare([tmp_path])
+    assert result.metric.key == "test_acc"
+    (d,) = result.differences
+    assert d.diff == pytest.approx(0.05) and not d.best_val_on_test
+    assert d.best_val_diff == pytest.approx(0.0)  # the validation curves are the same
+    assert d.verdict().startswith("vgg16_bn_swish is better by 5.00 points of test acc (95% CI")
+    table = result.format_table()
+    assert table_row(table, "vgg16_bn") == [
+        "3", "5,000", "/", "10,000", "81.00", "±", "1.00", "2", "75.00", "±", "0.00",
+        "82.00", "±", "2.00", "10.0"]
+    assert "*" not in table  # nothing was selected on the test split
+    assert "verdict figure: test acc, the test accuracy at the best validation epoch" in table
+    assert "difference in mean test acc (95% bootstrap CI" in table
+    assert ("    best val acc: vgg16_bn_swish +0.00 points (selected on the held-out validation "
+            "split)") in table.splitlines()
+    stats_ = result.groups[0].stats()
+    assert stats_["selected_on"] == "held-out validation split"
+    assert stats_["best_val_acc_note"] is None
+    assert (stats_["val_images"], stats_["test_images"]) == (5000, 10000)
+
+
+def test_verdict_falls_back_to_the_final_epoch_unless_every_run_has_a_test_acc(tmp_path):
+    held_out_groups(tmp_path, [0.80, 0.82, 0.84], [0.86, 0.87, 0.88])
+    make_run(tmp_path / "relu" / "3", [0.7, 0.8], seed=3, val_split=5000, finished=False,
+             epochs=3)  # in progress: no test acc yet
+    result = compare([tmp_path])
+    assert result.metric.key == "final_val_acc"
+    (d,) = result.differences
+    assert d.metric.name == "final val acc" and "final val acc" in d.verdict()
+    assert (d.better, d.diff) == ("vgg16_bn", pytest.approx(0.0125))  # 0.8 is its last epoch
+    table = result.format_table()
+    assert "verdict figure: final val acc, the validation accuracy of the last epoch" in table
+    assert "would need --val-split N and a test split on every run" in " ".join(table.split())
+
+
+def test_groups_validated_on_different_splits_are_said_to_be(tmp_path):
+    held_out_groups(tmp_path, [0.80, 0.82], [0.86, 0.87])
+    for seed in range(2):
+        make_run(tmp_path / "onset" / str(seed), [0.7, 0.9, 0.9], seed=seed,
+                 model="vgg16_bn_swish")
+    result = compare([tmp_path])
+    assert result.metric.key == "final_val_acc"
+    marked = {g.label: table_row(result.format_table(), g.label)[6] for g in result.groups}
+    assert marked == {"vgg16_bn val-split=5000": "0.71", "vgg16_bn_swish val-split=5000": "0.71",
+                      "vgg16_bn_swish val-split=0": "0.00*"}
+    assert "the groups validate on different splits" in result.format_table()
+    pairs = {(d.better, d.other): d.best_val_on_test for d in result.differences}
+    assert pairs == {("vgg16_bn_swish val-split=5000", "vgg16_bn val-split=5000"): False,
+                     ("vgg16_bn_swish val-split=0", "vgg16_bn val-split=5000"): True,
+                     ("vgg16_bn_swish val-split=0", "vgg16_bn_swish val-split=5000"): True}
+
+
+def test_power_says_what_the_seeds_can_detect(two_groups):
+    result = compare([two_groups], detect=0.02)
+    (d,) = result.differences
+    pooled = np.sqrt((2 * 0.02 ** 2 + 2 * 0.01 ** 2) / 4)
+    assert (d.power.n1, d.power.n2) == (3, 3)
+    assert d.power.pooled_std == pytest.approx(pooled)
+    assert d.power.detectable_difference == \
+        pytest.approx((2.776445 + 0.940965) * pooled * np.sqrt(2 / 3), rel=1e-6)
+    assert d.power.seeds_per_arm == 11
+    # 11 seeds per arm detect 2 points, 10 do not
+    assert stats.detectable_difference(pooled, 11, 11) <= 0.02 < \
+        stats.detectable_difference(pooled, 10, 10)
+    assert ("    power: with 3 and 3 seeds (pooled seed-to-seed std 1.58 points) the smallest "
+            "difference detectable at 95% confidence and 80% power is 4.8 points; 2 points "
+            "would need 11 seeds per arm") in result.format_table().splitlines()
+
+
+def test_power_with_no_spread_and_beyond_the_cap(tmp_path):
+    for arm in ("a", "b"):
+        for seed in range(2):
+            make_run(tmp_path / arm / str(seed), [0.5, 0.6 if arm == "a" else 0.7], seed=seed,
+                     lr=0.1 if arm == "a" else 0.05)
+    (d,) = compare([tmp_path]).differences
+    assert (d.power.pooled_std, d.power.detectable_difference, d.power.seeds_per_arm) == \
+        (0.0, 0.0, 2)
+    assert "no spread seen" in d.power.line()
+    (tmp_path / "a" / "1" / "metrics.csv").unlink()
+    (tmp_path / "a" / "1" / "summary.json").write_text((tmp_path / "a" / "1" / "summary.json")
+                                                       .read_text().replace("0.6,", "0.2,"))
+    (d,) = compare([tmp_path], detect=1e-6).differences
+    assert d.power.seeds_per_arm is None
+    assert d.power.line().endswith("would need more than 10,000 seeds per arm")
 
 
 def test_in_progress_runs_use_their_epochs_so_far_and_are_marked(tmp_path):
@@ -222,22 +391,43 @@ def test_compare_json(run_cli, two_groups):
     result = run_cli("compare", two_groups, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out) == {"groups", "differences", "skipped"}
+    assert set(out) == {"verdict_metric", "groups", "differences", "skipped"}
+    assert out["verdict_metric"]["key"] == "final_val_acc"
+    assert out["verdict_metric"]["name"] == "final val acc"
+    assert "not selected" in out["verdict_metric"]["description"]
     relu, swish = out["groups"]
     assert relu["label"] == "vgg16_bn" and relu["runs"] == 3
     assert relu["best_val_acc_mean"] == pytest.approx(0.92)
     assert relu["best_val_acc_std"] == pytest.approx(0.02)
+    assert relu["final_val_acc_mean"] == pytest.approx(0.91)
+    assert relu["final_val_acc_std"] == pytest.approx(0.02)
+    # validation is the test split: said, with the image counts, and the best figure is marked
+    assert relu["selected_on"] == "test split" and relu["val_is_test"] is True
+    assert (relu["val_images"], relu["test_images"]) == (10000, 10000)
+    assert relu["best_val_acc_note"] == ("selected on the test split (validation = test): an "
+                                         "optimistic test figure, not the verdict's")
     assert relu["config"]["model"] == "vgg16_bn" and "seed" not in relu["config"]
     assert [r["seed"] for r in relu["runs_detail"]] == [0, 1, 2]
     assert relu["runs_detail"][1] == dict(
         path=str(two_groups / "relu" / "seed-1"), seed=1, in_progress=False, epochs_done=6,
-        best_val_acc=0.92, best_epoch=5, final_val_acc=0.91, test_acc=None,
-        seconds_per_epoch=12.0, note="")
+        best_val_acc=0.92, best_epoch=5, selected_on="test split", val_images=10000,
+        final_val_acc=0.91, test_acc=None, test_images=10000, seconds_per_epoch=12.0, note="")
     (d,) = out["differences"]
     assert d["better"] == "vgg16_bn_swish" and d["significant"] is True
+    assert d["metric"] == "final_val_acc" and d["diff"] == pytest.approx(0.05)
     assert d["confidence"] == 0.95 and d["resamples"] == 10_000
-    assert re.fullmatch(r"vgg16_bn_swish is better by 4\.00 points \(95% CI \[\d\.\d\d, "
-                        r"\d\.\d\d\]\)", d["verdict"])
+    assert re.fullmatch(r"vgg16_bn_swish is better by 5\.00 points of final val acc \(95% CI "
+                        r"\[\d\.\d\d, \d\.\d\d\]\)", d["verdict"])
+    assert d["best_val_acc_diff"] == pytest.approx(0.04)
+    assert d["best_val_acc_selected_on_test"] is True
+    # final val acc: relu 0.89/0.91/0.93 (std 0.02), swish 0.95/0.96/0.97 (std 0.01)
+    pooled = np.sqrt((2 * 0.02 ** 2 + 2 * 0.01 ** 2) / 4)
+    assert d["power"]["pooled_std"] == pytest.approx(pooled)
+    assert d["power"]["detectable_difference"] == \
+        pytest.approx((2.776445 + 0.940965) * pooled * np.sqrt(2 / 3), rel=1e-6)
+    assert d["power"]["detect"] == pytest.approx(0.005)
+    assert d["power"]["seeds_per_arm"] == 158  # (1.96 + 0.84)^2 * 2 * (1.58 / 0.5)^2 ~ 157
+    assert (d["power"]["confidence"], d["power"]["power"]) == (0.95, 0.8)
     assert out["skipped"] == []
 
 
@@ -266,6 +456,14 @@ def test_plot_with_different_lr_steps_per_group(two_groups, tmp_path):
     assert png_size((tmp_path / "c.png").read_bytes())[0] == plot.FIGSIZE[0] * plot.DPI
 
 
+def test_plot_legend_says_when_validation_is_the_test_split(two_groups, tmp_path):
+    held_out_groups(tmp_path / "held", [0.80, 0.82], [0.86, 0.87])
+    groups = compare([two_groups / "relu", tmp_path / "held"]).groups  # two_groups is tmp_path
+    assert [plot.legend_label(g) for g in groups] == [
+        "vgg16_bn epochs=6 val-split=0 (n=3, val = test split)",
+        "vgg16_bn epochs=3 val-split=5000 (n=2)", "vgg16_bn_swish epochs=3 val-split=5000 (n=2)"]
+
+
 def test_plot_without_matplotlib_names_the_extra(run_cli, two_groups, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     result = run_cli("compare", two_groups, "--plot", tmp_path / "c.png")
@@ -291,6 +489,22 @@ def test_compare_errors_are_one_line(run_cli, tmp_path, args, message):
     assert result.exit_code == 1, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_compare_detect_sets_the_difference_in_points(run_cli, two_groups):
+    result = run_cli("compare", two_groups, "--detect", "2")
+    assert result.exit_code == 0, result.output
+    assert "2 points would need 11 seeds per arm" in result.stdout
+    out = json.loads(run_cli("compare", two_groups, "--json", "--detect", "2").stdout)
+    assert out["differences"][0]["power"]["detect"] == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "nan", "inf"])
+def test_compare_detect_must_be_positive(run_cli, two_groups, value):
+    result = run_cli("compare", two_groups, "--detect", value)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "Invalid value for '--detect': must be a positive number of accuracy points" in \
+        result.stderr
 
 
 def test_compare_needs_a_run_dir(run_cli):

@@ -29,7 +29,7 @@ def test_evaluate_reproduces_the_recorded_validation_accuracy(run_cli, cifar_dir
     assert summary["val_is_test"] and summary["val_images"] == 30
 
     line = evaluate(run_cli, run_dir)  # default: best.params on the test split
-    head, loss, tail = re.fullmatch(r"(.*) \(loss (\S+)\)(.*)", line).groups()
+    head, loss, tail = re.fullmatch(r"(.*) \(loss (\S+); float32 on cpu\(0\)\)(.*)", line).groups()
     assert head == f"test accuracy of best.params: {summary['best_val_acc']:.4f} on 30 images"
     assert float(loss) == pytest.approx(best["val_loss"], abs=1e-4)
     assert tail == " (the run validated on the test split)"
@@ -100,3 +100,28 @@ def test_evaluate_help(run_cli):
     assert result.exit_code == 0
     for option in ("--split", "--data-dir", "--params", "Example:"):
         assert option in result.output
+
+
+def test_any_run_evaluates_anywhere_float16_weights_in_float32_on_the_cpu(
+        run_cli, cifar_dir, tmp_path):
+    """A run trained on GPUs in float16 under `launch` (its config.json says so; its weights are
+    float16): evaluate rebuilds it on one CPU device in float32, with a local KVStore."""
+    import mxnet as mx
+
+    from train_cli.analysis.evaluate import evaluate_run
+    run_dir = tmp_path / "run"
+    summary, _ = train(run_cli, cifar_dir, run_dir)
+    reference = evaluate_run(run_dir, split="test")
+    best = mx.nd.load(str(run_dir / "best.params"))
+    mx.nd.save(str(run_dir / "best.params"), {k: v.astype("float16") for k, v in best.items()})
+    saved = json.loads((run_dir / "config.json").read_text())
+    saved["config"].update(gpus=[0, 1], dtype="float16", kvstore="dist_sync")
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    moved = evaluate_run(run_dir, split="test")
+    assert moved.dtype == "float32" and moved.device == "cpu(0)" and moved.images == 30
+    # float16 rounding of the weights may move a prediction, not more
+    assert abs(moved.accuracy - reference.accuracy) <= 1 / 30 + 1e-9
+    line = evaluate(run_cli, run_dir, "--cpu-devices", 2)
+    assert "float32 on cpu(0) and 1 more" in line
+    result = run_cli("evaluate", run_dir, "--gpus", "0")  # this machine has no GPU
+    assert result.exit_code == 2 and "--gpus needs an MXNet build with CUDA" in result.stderr

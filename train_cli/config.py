@@ -17,6 +17,9 @@ from train_cli.errors import UsageError
 
 AUGMENTS = ("crop-flip", "flip", "none")
 INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
+# Options that may differ when a run is resumed: they change how long it runs or where it reads
+# data from, never what an epoch computes.
+RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size")
 DTYPES = ("float32", "float16")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
@@ -37,7 +40,7 @@ class TrainConfig:
     model: str = option("vgg16_bn",  # the blog's ReLU arm; its Swish arm is vgg16_bn_swish
         "Network to train, e.g. vgg16_bn or vgg16_bn_swish (list: `swishtrain models`).")
     epochs: int = option(40,
-        "Number of epochs to train.")
+        "Number of epochs to train in total (when resuming: more extends a finished run).")
     batch_size: int = option(128,  # per GPU, as the original script; split over --cpu-devices
         "Images per batch per GPU (the global batch is this times the number of GPUs); "
         "with --cpu-devices N each batch is split over the N contexts.")
@@ -64,7 +67,8 @@ class TrainConfig:
     kvstore: str = option("device",  # sum on the devices; `swishtrain launch` makes it dist_sync
         "MXNet KVStore that sums gradients: " + ", ".join(KVSTORES) + ".", choices=KVSTORES)
     dtype: str = option("float32",  # float16 needs a GPU: MXNet's CPU kernels have no fast path
-        "Training precision: float32, or float16 (with float32 master weights; GPU).",
+        "Training precision: float32, or float16 (GPU only: float32 master weights and "
+        "dynamic loss scaling; steps whose gradients overflow are skipped and counted).",
         choices=DTYPES)
     augment: str = option("crop-flip",  # the standard recipe; flip is what the blog script did
         "Training augmentation: crop-flip (pad 4, random 32x32 crop, horizontal flip), "
@@ -298,7 +302,10 @@ def validate(cfg):
     need(cfg.test_split >= 0, "test_split", f"must be 0 or more (got {cfg.test_split})")
     need(cfg.seed >= 0, "seed", f"must be 0 or more (got {cfg.seed})")
     need(cfg.dtype == "float32" or cfg.gpus, "dtype",
-         "float16 needs --gpus: MXNet's CPU kernels have no fast float16 path")
+         "float16 needs --gpus: MXNet's CPU kernels have no float16 matrix multiply")
+    need(cfg.dtype == "float32" or cfg.kvstore != "dist_async", "dtype",
+         "float16 cannot be combined with --kvstore dist_async: loss scaling needs the updates "
+         "on the workers; use dist_sync")
     from train_cli.model.spec import check_model_name, check_width  # no mxnet import
     check_model_name(cfg.model)
     check_width(cfg.width)

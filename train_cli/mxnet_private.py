@@ -28,7 +28,8 @@ def trainer_params(trainer):
 def optimizer_state(trainer, index):
     """The optimiser state of parameter `index` (SGD: its momentum), from the first device.
 
-    Updates run on the workers (update_on_kvstore=False), so every device holds the same state.
+    With updates on the workers (update_on_kvstore=False, every kind of job but dist_async, which
+    is never checkpointed for resume) every device holds the same state.
     """
     return trainer._updaters[0].states.get(index)
 

@@ -22,7 +22,7 @@ CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
 STUDY = "study.json"
 BEST_PARAMS, CHECKPOINT = "best.params", "last.ckpt"
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                 "epoch_seconds", "train_img_per_s"]
+                 "epoch_seconds", "train_img_per_s", "skipped_steps"]
 
 
 def best_row(rows):
@@ -40,7 +40,8 @@ def format_metrics(rows):
     writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]
+        # rows of runs begun before a column existed leave it empty
+        writer.writerow({k: f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, "")
                          for k in METRIC_FIELDS})
     return out.getvalue()
 
@@ -49,7 +50,13 @@ def read_metrics(path):
     """Rows of a metrics.csv as dicts of numbers (epoch as int)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+            for row in rows]
+
+
+def is_study(path):
+    """Whether path is a study folder (--seeds) rather than one run's folder."""
+    return (Path(path) / STUDY).is_file()
 
 
 class RunFolder:

@@ -24,7 +24,8 @@ from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.model import swish_op
 from train_cli.model.spec import parse_name
 from train_cli.model.vgg import count_params
-from train_cli.training.engine import Engine, make_contexts
+from train_cli.training.devices import make_contexts
+from train_cli.training.engine import Engine
 
 
 def timed(fn, repeats, warmup=1):

@@ -4,8 +4,10 @@ The network is rebuilt from the run's config.json; the data is split exactly as 
 (the held-out validation images depend only on --val-split, not on --seed), so `val` here is the
 run's validation split.
 """
+import dataclasses
 from dataclasses import dataclass
 
+from train_cli.config import validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.errors import UserError
 from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, RunFolder
@@ -22,13 +24,17 @@ class Evaluation:
     accuracy: float
     images: int
     val_is_test: bool
+    device: str = "cpu(0)"
+    devices: int = 1
+    dtype: str = "float32"
 
     def line(self):
         """The sentence the evaluate command prints."""
         same = " (the run validated on the test split)" if self.val_is_test and \
             self.split in ("val", "test") else ""
+        on = self.device + (f" and {self.devices - 1} more" if self.devices > 1 else "")
         return (f"{self.split} accuracy of {self.params_file}: {self.accuracy:.4f} on "
-                f"{self.images:,} images (loss {self.loss:.4f}){same}")
+                f"{self.images:,} images (loss {self.loss:.4f}; {self.dtype} on {on}){same}")
 
 
 def pick_split(data, split):
@@ -43,10 +49,18 @@ def pick_split(data, split):
     return data.val if split == "val" else data.train
 
 
-def evaluate_run(run_dir, split="test", data_dir=None, params="best", warn=print):
-    """Load a run's weights (best.params or last.ckpt) and evaluate them on a split."""
+def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), cpu_devices=1,
+                 warn=print):
+    """Load a run's weights (best.params or last.ckpt) and evaluate them on a split.
+
+    Any run evaluates anywhere: on the devices given here (the CPU by default), whatever it was
+    trained on; a float16 run evaluates in float32 on the CPU (its weights are cast on load).
+    """
     run = RunFolder.existing(run_dir)
-    cfg = run.config()
+    trained = run.config()
+    cfg = dataclasses.replace(trained, gpus=tuple(gpus), cpu_devices=cpu_devices,
+                              dtype=trained.dtype if gpus else "float32")
+    validate(cfg)
     weights = run.file(PARAMS[params])
     if not weights.is_file():
         hint = ("no epoch has completed yet" if params == "best"
@@ -57,16 +71,20 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", warn=print
     images = pick_split(data, split)
 
     # the network (and with it the fused Swish library) only now, after the cheap checks
+    from train_cli.model.vgg import shape_model
     from train_cli.training import checkpoint
-    from train_cli.training.engine import Engine, make_contexts
-    engine = Engine(cfg, make_contexts(cfg.gpus, cfg.cpu_devices))
+    from train_cli.training.devices import make_contexts, preflight_memory
+    from train_cli.training.engine import Engine
+    contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
+    preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts, training=False)
+    engine = Engine(cfg, contexts)
     if params == "best":
         _load_params(engine, weights, cfg.model)
     else:
-        ckpt = checkpoint.load(weights)
-        checkpoint.restore(ckpt, engine.net, engine.trainer, weights)
+        checkpoint.restore_params(checkpoint.load(weights), engine.net, weights)
     loss, accuracy, n = engine.evaluate(images)
-    return Evaluation(split, weights.name, loss, accuracy, n, data.val_is_test)
+    return Evaluation(split, weights.name, loss, accuracy, n, data.val_is_test, str(contexts[0]),
+                      len(contexts), cfg.dtype)
 
 
 def _load_params(engine, path, model):

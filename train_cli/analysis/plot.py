@@ -44,6 +44,15 @@ def curves(group, key):
             np.array([v.min() for v in values]), np.array([v.max() for v in values]))
 
 
+def legend_label(group):
+    """A group's legend entry: label, number of runs and, if so, that validation is the test split.
+
+    Its "validation accuracy" curve is then a test figure, and its best epoch chosen on it.
+    """
+    split = ", val = test split" if group.val_is_test else ""
+    return f"{group.label} (n={len(group.runs)}{split})"
+
+
 def lr_steps(group):
     """The epochs after which the group's learning rate drops."""
     return [int(s) for s in group.config.get("lr_steps") or []]
@@ -68,9 +77,8 @@ def plot_comparison(comparison, path):
             epochs, mean, low, high = curves(group, key)
             if not len(epochs):
                 continue  # its runs have summary.json but no metrics.csv: nothing per epoch
-            n = len(group.runs)
-            ax.plot(epochs, scale * mean, color=colour, label=f"{group.label} (n={n})")
-            if n > 1:
+            ax.plot(epochs, scale * mean, color=colour, label=legend_label(group))
+            if len(group.runs) > 1:
                 ax.fill_between(epochs, scale * low, scale * high, color=colour, alpha=0.2,
                                 linewidth=0)
             if not shared_steps:  # each group's own steps, in its colour

@@ -1,4 +1,4 @@
-"""The `swishtrain` command: parses options, calls run.py, turns errors into one-line messages.
+"""The `swishtrain` command: parses options, calls training/, turns errors into one-line messages.
 
 `train` is the default command, so `swishtrain --model vgg16_bn_swish` means
 `swishtrain train --model vgg16_bn_swish`.
@@ -15,6 +15,7 @@ from train_cli import __version__, threads
 from train_cli.cli.options import INT_LIST, FieldType, config_options, progress_option
 from train_cli.cli.tools import bench, compare, evaluate, launch
 from train_cli.cluster import launched_role
+from train_cli.config import OPTIONS, RESUMABLE_OVERRIDES
 from train_cli.errors import EXIT_USAGE, Stopped, UserError
 
 
@@ -85,8 +86,7 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
         if config_file or seeds is not None:
             raise click.UsageError("--config and --seeds cannot be combined with --resume: a "
                                    "resumed run keeps the options it started with")
-        from train_cli.training.run import resume
-        return resume(resume_dir, values, progress)
+        return resume_run_or_study(resume_dir, values, progress)
     from train_cli.config import build_config, warnings
     cfg = build_config(values, config_file)
     for warning in warnings(cfg):
@@ -101,12 +101,7 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
 
 @cli.command()
 @click.argument("run_dir")
-@click.option("--epochs", default=None, type=FieldType("epochs"),
-              help="Train until this many epochs in total (extends a finished run).")
-@click.option("--data-dir", default=None, type=FieldType("data_dir"),
-              help="Where CIFAR-10 is now, if it moved since the run started.")
-@click.option("--eval-batch-size", default=None, type=FieldType("eval_batch_size"),
-              help="Images per evaluation batch.")
+@config_options(only=RESUMABLE_OVERRIDES, default_text="the run's")
 @progress_option
 def resume(run_dir, progress, **values):
     """Continue an interrupted run from its last completed epoch.
@@ -120,13 +115,22 @@ def resume(run_dir, progress, **values):
     Example:
       swishtrain resume runs/vgg16_bn_swish-20261129-101500 --epochs 60
     """
-    from train_cli.training.run import resume as resume_run
-    resume_run(run_dir, values, progress)
+    resume_run_or_study(run_dir, values, progress)
+
+
+def resume_run_or_study(path, overrides, progress):
+    """Continue a run, or every seed of a study (train --resume and resume)."""
+    from train_cli.runfolder import is_study
+    if is_study(path):
+        from train_cli.training.study import resume_study
+        return resume_study(path, overrides, progress)
+    from train_cli.training.run import resume
+    return resume(path, overrides, progress)
 
 
 @cli.command()
-@click.option("--width", default=1.0, type=FieldType("width"), show_default=True,
-              help="Count parameters at this width.")
+@click.option("--width", default=OPTIONS["width"].default, type=FieldType("width"),
+              show_default=True, help="Count parameters at this width.")
 def models(width):
     """List the model names with their trainable parameter counts.
 

@@ -41,20 +41,28 @@ def _default_text(value):
     return str(value) if value != "" else "see above"
 
 
-def click_option(option):
+def click_option(option, default_text=None):
     """The click option of a config.Option; its default None means "not given"."""
     if option.type is bool:  # an on/off pair: --hybridize/--no-hybridize
         on, off = option.key, "no-" + option.key
+        shown = default_text or (on if option.default else off)
         return click.option(f"--{on}/--{off}", option.name, default=None,
-                            help=f"{option.help} [default: {on if option.default else off}]")
+                            help=f"{option.help} [default: {shown}]")
+    shown = default_text or _default_text(option.default)
     return click.option(option.flag, option.name, default=None, type=FieldType(option.name),
-                        help=f"{option.help} [default: {_default_text(option.default)}]")
+                        help=f"{option.help} [default: {shown}]")
 
 
-def config_options(command, only=None):
-    """Add one option per TrainConfig field (or those in `only`), each defaulting to None."""
+def config_options(command=None, only=None, default_text=None):
+    """Add one option per TrainConfig field (or those in `only`), each defaulting to None.
+
+    default_text replaces the shown defaults (e.g. "the run's" for the options of resume).
+    Usable as @config_options or @config_options(only=[...]).
+    """
+    if command is None:
+        return lambda command: config_options(command, only, default_text)
     for name in reversed(only or FIELD_NAMES):
-        command = click_option(OPTIONS[name])(command)
+        command = click_option(OPTIONS[name], default_text)(command)
     return command
 
 

@@ -1,7 +1,7 @@
 """The commands around training: launch (distributed), compare, evaluate, bench."""
 import click
 
-from train_cli.cli.options import FieldType, config_options
+from train_cli.cli.options import config_options
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -40,30 +40,51 @@ def launch(workers, servers, hostfile, root_uri, timeout, train_args):
             timeout=timeout, echo=lambda line: click.echo(line))
 
 
-@click.command(short_help="Compare runs grouped by configuration, with 95% CIs.")
+def _positive_points(ctx, param, value):
+    if not 0 < value < float("inf"):  # nan and inf too: no number of seeds answers them
+        raise click.BadParameter(f"must be a positive number of accuracy points (got {value:g}), "
+                                 "e.g. 0.5")
+    return value
+
+
+@click.command(short_help="Compare runs grouped by experiment, with 95% CIs and power.")
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the comparison as JSON (accuracies as fractions) instead of a table.")
+              help="Print the comparison as JSON (accuracies and differences as fractions) "
+                   "instead of a table.")
 @click.option("--plot", "plot_file", metavar="FILE.png", type=click.Path(dir_okay=False),
               help="Also write learning curves (val accuracy, train loss per epoch; mean and "
                    "min-max band over seeds) to this PNG; needs matplotlib.")
-def compare(run_dirs, as_json, plot_file):
-    """Compare runs: group them by configuration and test the differences.
+@click.option("--detect", metavar="POINTS", type=float, default=0.5, show_default=True,
+              callback=_positive_points,
+              help="A difference in accuracy points (0.5 = 0.5 percentage points): every pair "
+                   "of groups says how many seeds per arm would detect it at 95% confidence "
+                   "and 80% power, given the seed-to-seed spread seen so far.")
+def compare(run_dirs, as_json, plot_file, detect):
+    """Compare runs: group them by experiment and test the differences.
 
-    Each RUN_DIR is a run folder or a folder searched for them. Runs that differ only in seed
-    (or run/data folder, epochs, eval batch size, hybridize) form one group; a group's best
-    validation accuracy is given as mean ± sample std over its runs. With 2+ groups of 2+ runs
-    each, every pair gets a 95% bootstrap interval of the difference and a verdict. Unfinished
-    runs are included with their epochs so far and marked.
+    Each RUN_DIR is a run folder or a folder searched for them. Runs of the same experiment form
+    a group: they may differ in seed, run/data folder, GPU ids, eval batch size or hybridize,
+    not in anything that changes training (epochs, global batch, number of GPUs and workers,
+    dtype, augmentation, input scaling, validation split, ...). Accuracies are mean ± sample
+    std over a group's runs, with the validation and test split sizes.
+
+    The verdict uses one unbiased figure, named in the output: the test accuracy at the best
+    validation epoch when every run holds out a validation split (--val-split) and has a test
+    split, otherwise the last epoch's validation accuracy. The best validation accuracy is shown
+    beside it, marked when it was selected on the test split (--val-split 0). With 2+ groups of
+    2+ runs each, every pair gets a 95% bootstrap interval of the difference, the smallest
+    difference its seeds can detect, and the seeds per arm that --detect points would need.
+    Unfinished runs are included with their epochs so far and marked.
 
     \b
     Example:
-      swishtrain compare runs/relu runs/swish --plot curves.png
+      swishtrain compare runs/relu runs/swish --plot curves.png --detect 0.5
     """
     import json
 
     from train_cli.analysis.compare import compare as compare_runs
-    result = compare_runs(run_dirs)
+    result = compare_runs(run_dirs, detect=detect / 100)  # points -> fraction, as accuracies
     if plot_file:
         from train_cli.analysis.plot import plot_comparison
         plot_comparison(result, plot_file)
@@ -81,18 +102,20 @@ def compare(run_dirs, as_json, plot_file):
               show_default=True,
               help="Images to evaluate on: test, val (the run's own validation split: the test "
                    "split, or the images held out by its --val-split), or train.")
-@click.option("--data-dir", default=None, type=FieldType("data_dir"),
-              help="Where CIFAR-10 is now, if it moved since the run [default: the run's].")
+@config_options(only=["data_dir"], default_text="the run's")
+@config_options(only=["gpus", "cpu_devices"], default_text="one CPU device, whatever the run used")
 @click.option("--params", type=click.Choice(["best", "last"]), default="best",
               show_default=True,
               help="Weights to load: best (best.params, the best validation epoch) or last "
                    "(last.ckpt, the last completed epoch).")
-def evaluate(run_dir, split, data_dir, params):
+def evaluate(run_dir, split, data_dir, params, gpus, cpu_devices):
     """Evaluate a run's saved weights on a split, every image exactly once.
 
     The network and the data split are rebuilt from the run's config.json, so `--split val` is
-    the very split the run validated on. Prints e.g. `test accuracy of best.params: 0.8123 on
-    10,000 images (loss 0.6021)`.
+    the very split the run validated on. Any run evaluates anywhere: on one CPU device unless
+    --gpus or --cpu-devices say otherwise, whatever it was trained on; float16 weights are cast
+    to float32 on the CPU. Prints e.g. `test accuracy of best.params: 0.8123 on 10,000 images
+    (loss 0.6021; float32 on cpu(0))`.
 
     \b
     Example:
@@ -100,6 +123,7 @@ def evaluate(run_dir, split, data_dir, params):
     """
     from train_cli.analysis.evaluate import evaluate_run
     result = evaluate_run(run_dir, split=split, data_dir=data_dir, params=params,
+                          gpus=gpus or (), cpu_devices=cpu_devices or 1,
                           warn=lambda m: click.echo(m, err=True))
     click.echo(result.line())
 

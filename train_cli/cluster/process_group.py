@@ -31,12 +31,12 @@ class LocalGroup:
 
     rank = 0
     num_workers = 1
-    kvstore = None  # the Trainer gets --kvstore itself (device or local)
+    distributed = False  # a member of a `swishtrain launch` job (even a job of one worker)
     updates_on_servers = False
 
     @property
     def is_primary(self):
-        """Only rank 0 writes the run folder and prints the summary files."""
+        """Only rank 0 writes the run folder (every rank prints its own lines)."""
         return self.rank == 0
 
     @property
@@ -47,6 +47,11 @@ class LocalGroup:
     def describe(self):
         """What the run header says about the job after the devices."""
         return ""
+
+    def trainer_kvstore(self, requested):
+        """The KVStore the Trainer gets: --kvstore, but a distributed one only inside a job (a
+        run trained under launch is evaluated, or benchmarked, in one process)."""
+        return "device" if requested.startswith("dist") else requested
 
     def global_batch(self, process_batch):
         """Images in one optimiser step of the whole job."""
@@ -75,6 +80,8 @@ class LocalGroup:
 class SyncGroup(LocalGroup):
     """A worker of a synchronous parameter-server job: it evaluates its shard, sums collect."""
 
+    distributed = True
+
     def __init__(self, kv):
         self.kvstore = kv
         self.rank, self.num_workers = kv.rank, kv.num_workers
@@ -86,6 +93,9 @@ class SyncGroup(LocalGroup):
 
     def describe(self):
         return f" x {self.num_workers} workers"
+
+    def trainer_kvstore(self, requested):
+        return self.kvstore
 
     def barrier(self):
         kvstore_barrier(self.kvstore)

@@ -10,6 +10,18 @@ from mxnet.gluon import nn
 from train_cli.model import swish_op
 
 
+def fused_allowed(device_type, dtype):
+    """The one decision of which Swish to build for a run's devices and dtype (for `fused`).
+
+    The fused operators have CPU float32 kernels only: csrc/swish_lib.cc registers its forward
+    and backward for "cpu" (MXNet 1.9.1's MXLoadLib gives a custom operator a GPU FComputeEx
+    only when a "gpu" forward is registered, so on a GPU context the op has no kernel at all),
+    and its InferType accepts float32 alone. So: None (fused if it loads) on the CPU in float32,
+    False (the Gluon form, which runs anywhere, in any dtype) otherwise.
+    """
+    return None if device_type == "cpu" and dtype == "float32" else False
+
+
 def _fused(wanted):
     """Use the fused operator? None: if it can be loaded; True: it must be; False: never."""
     if wanted is None:
@@ -35,17 +47,32 @@ class Swish(nn.HybridBlock):
 
 
 class SwishBeta(nn.HybridBlock):
-    """x * sigmoid(beta * x) with a trainable scalar beta (initialised to 1)."""
+    """x * sigmoid(beta * x) with a trainable scalar beta (initialised to 1).
+
+    beta stays float32 when the network is cast to float16: it is one number, and its gradient
+    is a sum over every element of the layer's output (millions), which float16 cannot hold.
+    """
 
     def __init__(self, fused=None, **kwargs):
         super().__init__(**kwargs)
         self.fused = _fused(fused)
+        self.compute_dtype = "float32"
         with self.name_scope():
             self.beta = self.params.get("beta", shape=(1,), init=mx.init.One())
+
+    def cast(self, dtype):
+        """Cast the block's computation to dtype; beta itself stays float32."""
+        super().cast(dtype)
+        self.beta.cast("float32")
+        self.compute_dtype = str(dtype if isinstance(dtype, str) else mx.base.dtype_np_to_mx(dtype))
 
     def hybrid_forward(self, F, x, beta):
         if self.fused:
             return F.fused_swish_beta(x, beta)
+        if self.compute_dtype != "float32":
+            # beta * x and the sigmoid in float32, so the beta gradient sums in float32
+            gate = F.sigmoid(F.broadcast_mul(F.cast(x, dtype="float32"), beta))
+            return x * F.cast(gate, dtype=self.compute_dtype)
         # broadcast_mul's backward (the beta gradient) is a slow reduction in MXNet: this
         # fallback trains ~10x slower than the fused operator
         return x * F.sigmoid(F.broadcast_mul(x, beta))

@@ -98,6 +98,31 @@ class VGG(nn.HybridBlock):
         return flops
 
 
+    def _output_shapes(self):
+        """Shapes of every operator output of a forward pass on one image (shape inference only:
+        nothing is allocated, so this works for networks far too large to build)."""
+        internals = self(mx.sym.var("data")).get_internals()
+        _, shapes, _ = internals.infer_shape(data=(1, *IMAGE_SHAPE))
+        names = internals.list_outputs()
+        return [shape for name, shape in zip(names, shapes)
+                if name.endswith("_output") and not name.startswith("data")]
+
+    def activation_elements(self):
+        """Elements of every layer output for one image: what a forward pass keeps for backward."""
+        return sum(math.prod(shape) for shape in self._output_shapes())
+
+    def parameter_elements(self):
+        """Elements of every parameter (trainable ones and BatchNorm's running statistics)."""
+        return sum(math.prod(p.shape) for p in self.collect_params().values())
+
+    def largest_tensor(self, batch):
+        """(shape, elements) of the largest parameter or layer output at this batch size."""
+        shapes = [p.shape for p in self.collect_params().values()]
+        shapes += [(batch, *shape[1:]) for shape in self._output_shapes()]
+        shape = max(shapes, key=math.prod)
+        return shape, math.prod(shape)
+
+
 def build_model(name, width=1.0, dropout=0.5, classes=NUM_CLASSES, fused=None):
     """A fresh, uninitialised network for a registered name (fused: see activations._fused)."""
     depth, batch_norm, act = parse_name(name)
@@ -115,9 +140,16 @@ def trainable_param_count(net):
     return sum(math.prod(shape) for shape in shapes)
 
 
+def shape_model(name, width=1.0, classes=NUM_CLASSES):
+    """A network to read shapes, counts and FLOPs from, never to train.
+
+    fused=False: it never compiles or loads the Swish library (same parameters); a fresh name
+    counter: it does not shift the names (vgg0_...) of the network a run builds.
+    """
+    with mx.name.NameManager():
+        return build_model(name, width, classes=classes, fused=False)
+
+
 def count_params(name, width=1.0, classes=NUM_CLASSES):
     """Trainable parameters of a model, from the shapes of a built, uninitialised network."""
-    # fused=False: counting never compiles or loads the Swish library (same parameters); a fresh
-    # name counter: counting does not shift the names (vgg0_...) of the network a run builds
-    with mx.name.NameManager():
-        return trainable_param_count(build_model(name, width, classes=classes, fused=False))
+    return trainable_param_count(shape_model(name, width, classes))

@@ -92,8 +92,8 @@ def load(path):
     return Checkpoint(params, states, meta)
 
 
-def restore(ckpt, net, trainer, path="checkpoint"):
-    """Copy a checkpoint's parameters and optimiser states into an initialised net and trainer."""
+def restore_params(ckpt, net, path="checkpoint"):
+    """Copy a checkpoint's parameters into an initialised net (cast to the net's dtype)."""
     params = structural_params(net)
     if set(params) != set(ckpt.params):
         raise UserError(f"{path} was written for a different network (model "
@@ -102,7 +102,13 @@ def restore(ckpt, net, trainer, path="checkpoint"):
         if p.shape != ckpt.params[name].shape:
             raise UserError(f"{path} was written for a different network: {name} has shape "
                             f"{ckpt.params[name].shape}, this model expects {p.shape}")
-        p.set_data(ckpt.params[name])
+        p.set_data(ckpt.params[name].astype(p.dtype, copy=False))
+    return params
+
+
+def restore(ckpt, net, trainer, path="checkpoint"):
+    """Copy a checkpoint's parameters and optimiser states into an initialised net and trainer."""
+    params = restore_params(ckpt, net, path)
     index = {p.name: name for name, p in params.items()}
     for i, param in enumerate(trainer_params(trainer)):
         saved = ckpt.states.get(index[param.name])

@@ -16,34 +16,13 @@ from mxnet import autograd, gluon
 from train_cli import streams
 from train_cli.cluster.process_group import LocalGroup
 from train_cli.data.loader import eval_batches
-from train_cli.errors import UsageError, UserError
+from train_cli.errors import UserError
+from train_cli.model.activations import fused_allowed
 from train_cli.model.vgg import build_model
 from train_cli.mxnet_private import start_kvstore, structural_params
+from train_cli.training.devices import process_batch_size
+from train_cli.training.loss_scale import DynamicLossScale, NoLossScale
 from train_cli.training.schedule import ServerSchedule
-
-
-def make_contexts(gpus=(), cpu_devices=1):
-    """MXNet contexts for --gpus / --cpu-devices; a CPU-only build with --gpus is a usage error."""
-    if gpus:
-        available = mx.context.num_gpus()
-        if available == 0:
-            raise UsageError("--gpus needs an MXNet build with CUDA, and this one has none "
-                             "(mx.context.num_gpus() is 0): install a CUDA build such as "
-                             "mxnet-cu112==1.9.1, or drop --gpus to train on the CPU")
-        missing = [g for g in gpus if g >= available]
-        if missing:
-            raise UsageError(f"--gpus {','.join(map(str, missing))}: no such GPU; this machine "
-                             f"has {available} (ids 0-{available - 1})")
-        return [mx.gpu(g) for g in gpus]
-    return [mx.cpu(i) for i in range(cpu_devices)]
-
-
-def process_batch_size(per_device, contexts):
-    """Images per step in this process: per device on GPUs (as the 2018 script); split over
-    CPU contexts."""
-    if contexts[0].device_type == "gpu":
-        return per_device * len(contexts)
-    return per_device
 
 
 @dataclass
@@ -52,20 +31,25 @@ class BatchResult:
     loss_sum: float
     correct: int
     count: int
+    skipped: bool = False  # float16: the update overflowed and was not applied
 
 
 class Engine:
     """A network, its trainer and the contexts it runs on, in one process of a job."""
 
-    def __init__(self, cfg, contexts, group=None, train_images=None):
+    def __init__(self, cfg, contexts, group=None, train_images=None, loss_scale=None):
         self.group = group or LocalGroup()
+        self.loss_scale = loss_scale or (DynamicLossScale() if cfg.dtype == "float16"
+                                         else NoLossScale())
         self.contexts = contexts
         self.dtype = cfg.dtype
         self.batch_size = process_batch_size(cfg.batch_size, contexts)  # this process's share
         self.global_batch = self.group.global_batch(self.batch_size)  # one optimiser step
         self.eval_batch_size = process_batch_size(cfg.eval_batch_size, contexts)
         self.input_norm = cfg.input_norm
-        self.net = build_model(cfg.model, cfg.width, cfg.dropout)
+        # fused Swish operators only where they have kernels (CPU, float32): activations.py
+        self.net = build_model(cfg.model, cfg.width, cfg.dropout,
+                               fused=fused_allowed(contexts[0].device_type, cfg.dtype))
         mx.random.seed(streams.mxnet_seed(streams.INIT, cfg.seed))  # weights: --seed alone
         self.net.initialize(ctx=contexts)
         if cfg.dtype != "float32":
@@ -81,7 +65,7 @@ class Engine:
                 updates_per_epoch=train_images // self.global_batch * self.group.num_workers)
         self.trainer = gluon.Trainer(
             self.net.collect_params(), "sgd", optimizer,
-            kvstore=self.group.kvstore or cfg.kvstore,
+            kvstore=self.group.trainer_kvstore(cfg.kvstore),
             update_on_kvstore=self.group.updates_on_servers)
         # the KVStore's initial broadcast now, not lazily at the first step (see start_kvstore)
         start_kvstore(self.trainer, self.global_batch)
@@ -122,29 +106,54 @@ class Engine:
         return results, stopped
 
     def step(self, xs, ys):
-        """One optimiser step on per-device slices; returns [loss sum, correct] (not synced)."""
+        """One optimiser step on per-device slices; returns [loss sum, correct, skipped]
+        (an NDArray, not synced)."""
+        scale = self.loss_scale.scale
         with autograd.record():
             outputs = [self.net(x) for x in xs]
             losses = [self.loss_fn(out.astype("float32", copy=False), y)
                       for out, y in zip(outputs, ys)]
-        autograd.backward(losses)
-        self.trainer.step(self.global_batch)
-        return self._batch_stats(outputs, ys, losses)
+            scaled = [loss * scale for loss in losses] if self.loss_scale.active else losses
+        autograd.backward(scaled)
+        skipped = 0
+        if not self.loss_scale.active:
+            self.trainer.step(self.global_batch)
+        else:
+            # sum the gradients first: every device and worker then sees the same ones, and so
+            # makes the same decision without another collective
+            self.trainer.allreduce_grads()
+            if self.loss_scale.update(overflow=not self._gradients_finite()):
+                self.trainer.update(self.global_batch * scale)  # divides the scale out
+            else:
+                skipped = 1
+                if self.loss_scale.exhausted:
+                    raise UserError(f"float16 gradients overflow even at loss scale {scale:g}: "
+                                    "training has diverged; try a lower --lr, or --dtype "
+                                    "float32 (the last good checkpoint is kept)")
+        return self._batch_stats(outputs, ys, losses, skipped)
 
-    def _batch_stats(self, outputs, ys, losses):
+    def _gradients_finite(self):
+        """Whether every gradient on the first device is finite (they are summed already)."""
+        grads = [p.grad(self.contexts[0]) for p in self.net.collect_params().values()
+                 if p.grad_req != "null"]
+        finite = mx.nd.multi_all_finite(*grads, num_arrays=len(grads), init_output=True)
+        return bool(finite.asscalar())
+
+    def _batch_stats(self, outputs, ys, losses, skipped):
         ctx = self.contexts[0]
         parts = [mx.nd.concat(loss.sum(), _correct(out, y), dim=0).as_in_context(ctx)
                  for out, y, loss in zip(outputs, ys, losses)]
-        return mx.nd.add_n(*parts) if len(parts) > 1 else parts[0]
+        total = mx.nd.add_n(*parts) if len(parts) > 1 else parts[0]
+        return mx.nd.concat(total, mx.nd.array([skipped], ctx=ctx), dim=0)
 
     @staticmethod
     def _collect(pending, epoch, on_batch):
         """Read a finished batch's figures (a sync point) and check the loss is finite."""
         index, stats, count = pending
-        loss_sum, correct = (float(v) for v in stats.asnumpy())
+        loss_sum, correct, skipped = (float(v) for v in stats.asnumpy())
         if not math.isfinite(loss_sum):
             raise Diverged(epoch, index)
-        result = BatchResult(index, loss_sum, int(round(correct)), count)
+        result = BatchResult(index, loss_sum, int(round(correct)), count, bool(skipped))
         on_batch(result)
         return result
 
@@ -175,14 +184,15 @@ class Engine:
         return float(loss_total.asscalar()), float(correct_total.asscalar()), len(split)
 
     def sync_batchnorm_stats(self):
-        """Make BatchNorm running statistics the mean over all devices and workers.
+        """Make BatchNorm running statistics the mean over all devices (and, in synchronous
+        jobs, workers: a dist_async worker keeps its own).
 
         Each device updates its own copy from its slice of every batch, so the copies differ
         (and only in them). Averaging before evaluation and checkpointing makes every device and
         worker evaluate the same network, and what is saved is what was evaluated.
         """
         stats = [p for p in self.net.collect_params().values() if p.grad_req == "null"]
-        if not stats or (len(self.contexts) == 1 and self.group.num_workers == 1):
+        if not stats or (len(self.contexts) == 1 and not self.group.distributed):
             return
         flat = np.concatenate([np.mean([d.asnumpy() for d in p.list_data()], axis=0).ravel()
                                for p in stats])
@@ -216,8 +226,10 @@ class Engine:
             raise Diverged(epoch, None, what)
 
     def load_params(self, path):
-        """Load weights saved by save_params onto every device."""
-        self.net.load_parameters(str(path), ctx=self.contexts)
+        """Load weights saved by save_params onto every device, cast to this engine's dtype
+        (float16 weights evaluate in float32 on the CPU)."""
+        self.net.load_parameters(str(path), ctx=self.contexts, cast_dtype=True,
+                                 dtype_source="current")
 
     def params_digest(self):
         """SHA-1 over every parameter's bytes, in name order: equal replicas, equal digests."""
@@ -237,8 +249,10 @@ class Diverged(UserError):
     """The training loss (or, at the end of an epoch, a weight) became NaN or infinite."""
 
     def __init__(self, epoch, batch, what="the training loss"):
-        where = f"epoch {epoch + 1}, batch {batch + 1}" if batch is not None else \
-            f"the end of epoch {epoch + 1}"
+        if batch is None:
+            where = f"the end of epoch {epoch + 1}"
+        else:
+            where = f"epoch {epoch + 1}, batch {batch + 1}"
         super().__init__(f"{what} became NaN/inf at {where}: the learning rate is probably too "
                          "high for this model; try a lower --lr (the last good checkpoint is "
                          "kept)")

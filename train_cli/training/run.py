@@ -16,25 +16,22 @@ import resource
 import shlex
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from train_cli.cluster import launched_role
 from train_cli.cluster.process_group import join
-from train_cli.config import flag, validate
+from train_cli.config import RESUMABLE_OVERRIDES, flag, validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.errors import Stopped, UsageError, UserError
-from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, STUDY, RunFolder, best_row
+from train_cli.model.vgg import shape_model
+from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, RunFolder, best_row
 from train_cli.training import checkpoint
-from train_cli.training.engine import Engine, make_contexts
+from train_cli.training.devices import make_contexts, preflight_memory
+from train_cli.training.engine import Engine
 from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import EpochProgress, echo, epoch_line, print_header, set_prefix
 from train_cli.training.recorder import check_new, recorder_for
 from train_cli.training.schedule import lr_at
-
-# Options that may differ when a run is resumed: they change how long it runs or where it reads
-# data from, never what an epoch computes.
-RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size")
 
 
 @dataclass
@@ -46,6 +43,7 @@ class RunState:
     elapsed: float = 0.0
     metrics: list = field(default_factory=list)
     val_images: int = 0  # images the last validation actually evaluated (job-wide)
+    loss_scale: dict = field(default_factory=dict)  # float16's dynamic loss scale
 
     @classmethod
     def from_meta(cls, meta):
@@ -74,10 +72,7 @@ def train(cfg, overwrite=False, progress_bar=None):
 
 
 def resume(path, overrides=None, progress_bar=None):
-    """Continue a run (or every seed of a study) from its last completed epoch."""
-    if (Path(path) / STUDY).is_file():
-        from train_cli.training.study import resume_study  # study.py builds on this module
-        return resume_study(path, overrides or {}, progress_bar)
+    """Continue a run from its last completed epoch (a study: study.resume_study)."""
     folder = RunFolder.existing(path)
     cfg = _resumed_config(folder, overrides or {})
     ckpt = checkpoint.load(folder.file(CHECKPOINT))
@@ -97,6 +92,7 @@ def resume(path, overrides=None, progress_bar=None):
         raise UserError(f"{folder} was trained by {workers} worker(s), not "
                         f"{engine.group.num_workers}; resume it the same way: {how}")
     checkpoint.restore(ckpt, engine.net, engine.trainer, folder.file(CHECKPOINT))
+    engine.loss_scale.load(ckpt.meta.get("loss_scale"))
     recorder = recorder_for(engine.group, folder.path, fresh=False)
     state = RunState.from_meta(ckpt.meta)
     return _epochs(cfg, engine, data, recorder, state, progress_bar, resumed=True)
@@ -126,7 +122,8 @@ def _prepare(cfg):
     """Join the job, load the data (the primary first), build the engine; check the batch."""
     group = join(cfg.kvstore)
     set_prefix(group.prefix)
-    contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
+    contexts = make_contexts(cfg.gpus, cfg.cpu_devices)  # the GPU preflight
+    preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts)  # before any allocation
 
     def load():
         return load_cifar10(cfg.data_dir or default_data_dir(), cfg.val_split, cfg.test_split,
@@ -152,6 +149,8 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
     batches_per_epoch = len(data.train) // engine.global_batch
     with StopRequests() as stop:
         for epoch in range(state.epochs_done, cfg.epochs):
+            if stop.is_set():  # asked during the last evaluation or record: stop between epochs
+                break
             lr = lr_at(epoch, cfg.lr, cfg.lr_steps, cfg.lr_factor)
             started = time.perf_counter()
             # train: every worker walks the same shuffled order and takes its slice of each batch
@@ -174,15 +173,17 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
             row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen,
                        train_acc=correct / seen, val_loss=val_loss, val_acc=val_acc,
                        epoch_seconds=time.perf_counter() - started,
-                       train_img_per_s=seen / train_seconds)
+                       train_img_per_s=seen / train_seconds,
+                       skipped_steps=sum(r.skipped for r in results))  # float16 overflows
             state.metrics.append(row)
             state.epochs_done, state.elapsed = epoch + 1, state.elapsed + row["epoch_seconds"]
+            state.loss_scale = engine.loss_scale.state()
             improved = best_row(state.metrics) is row
             if improved:
                 state.best_val_acc, state.best_epoch = val_acc, epoch + 1
             recorder.record_epoch(engine, state.metrics, state.meta(cfg), improved)
             echo(epoch_line(row, cfg.epochs))
-    if state.epochs_done < cfg.epochs:
+    if stop.is_set() and state.epochs_done < cfg.epochs:
         raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
                       f"{recorder.path / CHECKPOINT} holds {state.epochs_done} completed "
                       "epoch(s), and the interrupted epoch restarts on resume.\n"
@@ -209,7 +210,7 @@ def _finish(cfg, engine, data, recorder, state):
             _, summary["test_acc"], summary["test_images"] = engine.evaluate(data.test)
             echo(f"Test accuracy of the best epoch ({state.best_epoch}): "
                  f"{summary['test_acc']:.4f} on {summary['test_images']} images")
-    if engine.group.num_workers > 1:  # replicas must agree; a differing digest means drift
+    if engine.group.distributed:  # replicas must agree; a differing digest means drift
         summary["params_sha1"] = engine.params_digest()
         echo(f"parameters sha1: {summary['params_sha1']}")
     summary["selected_on"] = "test split" if data.val_is_test else "held-out validation split"

@@ -1,0 +1,198 @@
+"""Every GPU decision, tested on the CPU: no GPU is needed (or used) here.
+
+The GPU preflight runs against a fake probe (GPU count, names, compute capabilities and a tiny
+operation's outcome are given); the Swish implementation is read off a network built for GPU
+contexts without running it; loss scaling is driven into a real overflow in float32.
+"""
+import dataclasses
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from train_cli.config import TrainConfig
+from train_cli.errors import UsageError, UserError
+from train_cli.model.activations import Swish, SwishBeta, fused_allowed
+from train_cli.model.vgg import build_model, shape_model
+from train_cli.runfolder import read_metrics
+from train_cli.training.devices import covered, make_contexts, preflight_gpus, preflight_memory
+from train_cli.training.engine import Engine
+from train_cli.training.loss_scale import DynamicLossScale
+
+from helpers import TINY, synthetic_split
+
+
+class FakeProbe:
+    """A machine with the given GPUs: {id: (name, (major, minor))}."""
+
+    def __init__(self, gpus=None, cuda=True, driver=None, op_error=None, free=None):
+        self.gpus, self.cuda, self.driver, self.op_error = gpus or {}, cuda, driver, op_error
+        self.free = free
+
+    def cuda_build(self):
+        return self.cuda
+
+    def driver_error(self):
+        return self.driver
+
+    def gpu_count(self):
+        return len(self.gpus)
+
+    def name(self, gpu):
+        return self.gpus[gpu][0]
+
+    def capability(self, gpu):
+        return self.gpus[gpu][1]
+
+    def tiny_op_error(self, gpu):
+        return self.op_error
+
+    def free_bytes(self, device_type, device_id):
+        return self.free
+
+
+A100 = ("NVIDIA A100-SXM4-40GB", (8, 0))
+L4 = ("NVIDIA L4", (8, 9))
+H100 = ("NVIDIA H100 80GB HBM3", (9, 0))
+
+
+def test_the_wheels_machine_code_covers_5_0_to_8_9():
+    assert all(covered(c) for c in [(5, 0), (5, 2), (6, 1), (7, 0), (7, 5), (8, 0), (8, 6), (8, 9)])
+    assert not any(covered(c) for c in [(3, 7), (9, 0), (10, 0), (12, 0)])
+
+
+def test_preflight_passes_on_covered_gpus_and_returns_their_contexts():
+    contexts = make_contexts((0, 1), probe=FakeProbe({0: A100, 1: L4}))
+    assert contexts == [mx.gpu(0), mx.gpu(1)]
+
+
+@pytest.mark.parametrize("probe, gpus, words", [
+    (FakeProbe(cuda=False), (0,), ["needs an MXNet build with CUDA", "make install CUDA=11.7",
+                                   "drop --gpus"]),
+    (FakeProbe({0: A100}, driver="libcuda.so.1: cannot open shared object file"), (0,),
+     ["NVIDIA driver cannot be used", "libcuda.so.1", "drop --gpus"]),
+    (FakeProbe({0: A100}), (0, 2), ["--gpus 2: no such GPU", "has 1 (ids 0-0)"]),
+    (FakeProbe({0: A100, 1: H100}), (0, 1),
+     ["GPU 1 (NVIDIA H100 80GB HBM3) has compute capability 9.0", "5.0-8.9", "no PTX",
+      "NGC MXNet container", "the CPU"]),
+    (FakeProbe({0: A100}, op_error="CUDNN_STATUS_NOT_INITIALIZED"), (0,),
+     ["GPU 0 (NVIDIA A100-SXM4-40GB, compute capability 8.0) cannot run a test operation",
+      "CUDNN_STATUS_NOT_INITIALIZED", "cuDNN"]),
+])
+def test_preflight_failures_are_one_line_naming_gpu_capability_and_ways_out(probe, gpus, words):
+    with pytest.raises(UserError) as e:
+        preflight_gpus(gpus, probe)
+    message = str(e.value)
+    assert "\n" not in message and all(w in message for w in words), message
+
+
+def test_fused_swish_only_on_cpu_float32():
+    assert fused_allowed("cpu", "float32") is None  # fused if the library loads
+    assert fused_allowed("gpu", "float32") is False and fused_allowed("cpu", "float16") is False
+    assert fused_allowed("gpu", "float16") is False
+
+
+@pytest.mark.parametrize("model", ["vgg11_bn_swish", "vgg11_bn_swishbeta"])
+def test_a_network_built_for_gpus_contains_no_cpu_only_operator(model):
+    """What Engine builds for GPU contexts: no block uses, and no graph node is, a fused op."""
+    net = build_model(model, 0.125, fused=fused_allowed(mx.gpu(0).device_type, "float16"))
+    blocks = [b for b in net.features if isinstance(b, (Swish, SwishBeta))]
+    assert blocks and not any(b.fused for b in blocks)
+    graph = json.loads(net(mx.sym.var("data")).tojson())
+    ops = {node["op"] for node in graph["nodes"]}
+    assert not any(op.startswith("fused_swish") for op in ops), ops
+
+
+def test_swish_beta_keeps_beta_float32_and_sums_its_gradient_in_float32():
+    block = SwishBeta(fused=False)
+    block.initialize()
+    block.cast("float16")
+    assert np.dtype(block.beta.dtype) == np.float32 and block.beta.data().dtype == np.float32
+    x = mx.nd.array(np.random.default_rng(0).normal(0, 3, (8, 16, 16, 16)), dtype="float16")
+    with mx.autograd.record():
+        y = block(x)
+    y.backward(mx.nd.ones_like(y))
+    assert y.dtype == np.float16
+    x64 = x.asnumpy().astype(np.float64)
+    s = 1 / (1 + np.exp(-x64))
+    exact = (x64 * x64 * s * (1 - s)).sum()  # d/d beta of sum(x * sigmoid(beta x)) at beta 1
+    assert block.beta.grad().asscalar() == pytest.approx(exact, rel=1e-4)
+
+
+def test_an_overflowing_step_is_skipped_counted_and_halves_the_scale():
+    """float16 cannot train on this CPU, so the scaler runs on float32 with a scale so large
+    that the scaled loss overflows float32: a real overflow, handled as float16's would be."""
+    cfg = TrainConfig(model="vgg11", width=0.125, dropout=0.0, batch_size=8, lr=0.05)
+    scaler = DynamicLossScale(scale=3e38, growth_interval=2)  # loss (~2.3) x scale > float32 max
+    engine = Engine(cfg, [mx.cpu()], loss_scale=scaler)
+    before = {k: v.data().asnumpy().copy() for k, v in engine.net.collect_params().items()}
+    images, labels = synthetic_split(8)
+    xs, ys = engine.load(images.astype(np.float32)), engine.load(labels.astype(np.float32))
+    stats = engine.step(xs, ys).asnumpy()
+    assert stats[2] == 1 and scaler.scale == 1.5e38 and scaler.good_steps == 0  # skipped
+    for k, v in engine.net.collect_params().items():
+        np.testing.assert_array_equal(v.data().asnumpy(), before[k], err_msg=k)  # untouched
+    scaler.scale = 1024.0  # now it fits: applied, and the update is unscaled
+    stats = engine.step(xs, ys).asnumpy()
+    assert stats[2] == 0 and scaler.good_steps == 1
+    moved = [k for k, v in engine.net.collect_params().items()
+             if not np.array_equal(v.data().asnumpy(), before[k])]
+    assert moved
+    engine.step(xs, ys)
+    assert scaler.scale == 2048.0 and scaler.good_steps == 0  # grows after growth_interval
+
+
+def test_a_scaled_step_equals_an_unscaled_one():
+    cfg = TrainConfig(model="vgg11", width=0.125, dropout=0.0, batch_size=8, lr=0.05, seed=4)
+    images, labels = synthetic_split(8)
+    params = []
+    for scaler in (None, DynamicLossScale(scale=1024.0)):
+        engine = Engine(cfg, [mx.cpu()], loss_scale=scaler)
+        engine.step(engine.load(images.astype(np.float32)),
+                    engine.load(labels.astype(np.float32)))
+        params.append([v.data().asnumpy() for v in engine.net.collect_params().values()])
+    for a, b in zip(*params):  # 1024 is a power of two: scaling and unscaling are exact
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_skipped_steps_are_a_metrics_column(run_cli, cifar_dir, tmp_path):
+    result = run_cli("--data-dir", cifar_dir, "--run-dir", tmp_path / "r", *TINY, "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert read_metrics(tmp_path / "r" / "metrics.csv")[0]["skipped_steps"] == 0
+
+
+def test_memory_preflight_refuses_tensors_mxnet_cannot_hold(run_cli, cifar_dir, tmp_path):
+    run_dir = tmp_path / "r"
+    result = run_cli("--data-dir", cifar_dir, "--run-dir", run_dir, *TINY, "--width", "100")
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert "--width 100 makes a 409600x409600 tensor of 167,772,160,000 elements" in err
+    assert "2^31-1" in err and "\n" not in err and "Traceback" not in result.output
+    assert not run_dir.exists()  # nothing created
+
+
+def test_memory_preflight_names_the_need_and_the_limit(run_cli, cifar_dir, tmp_path):
+    cfg = TrainConfig(model="vgg16_bn", width=8.0)
+    with pytest.raises(UserError) as e:
+        preflight_memory(shape_model("vgg16_bn", 8.0), cfg, [mx.cpu()],
+                         probe=FakeProbe(free=24 * 2**30))
+    message = str(e.value)
+    assert "vgg16_bn at --width 8 with --batch-size 128 needs about" in message
+    assert "but 24.0 GiB is free: lower --width or --batch-size" in message
+    # each GPU holds a whole copy: two GPUs of 16 GiB are refused per GPU, naming it
+    gpu = dataclasses.replace(cfg, width=6.0, gpus=(0, 1))
+    with pytest.raises(UserError, match="on GPU 0 .* but 16.0 GiB is free"):
+        preflight_memory(shape_model("vgg16_bn", 6.0), gpu, [mx.gpu(0), mx.gpu(1)],
+                         probe=FakeProbe(free=16 * 2**30))
+    preflight_memory(shape_model("vgg16_bn", 1.0), dataclasses.replace(cfg, width=1.0),
+                     [mx.cpu()], probe=FakeProbe(free=24 * 2**30))  # the real one fits
+
+
+def test_float16_without_gpus_or_with_dist_async_is_refused(run_cli, cifar_dir, tmp_path):
+    result = run_cli("--data-dir", cifar_dir, "--run-dir", tmp_path / "r", *TINY,
+                     "--dtype", "float16")
+    assert result.exit_code == 2 and "float16 needs --gpus" in result.stderr
+    with pytest.raises(UsageError, match="dist_async"):
+        from train_cli.config import validate
+        validate(TrainConfig(dtype="float16", gpus=(0,), kvstore="dist_async"))
