@@ -5,10 +5,22 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 ARGS   ?=
+# `make install CUDA=11.7`: MXNet's CUDA 11.7 build and NVIDIA's libraries instead of the CPU
+# build (README "GPUs"). MXNet's last release has no build for a newer CUDA.
+CUDA   ?=
+ifeq ($(CUDA),)
+  FLAVOUR := cpu
+  OTHER   := mxnet-cu117
+else ifeq ($(CUDA),11.7)
+  FLAVOUR := cu117
+  OTHER   := mxnet
+else
+  $(error CUDA=$(CUDA): MXNet 1.9.1's newest CUDA build is for CUDA 11.7 (it runs on any driver for CUDA 11.7 or newer): make install CUDA=11.7)
+endif
+STAMP  := $(VENV)/.installed-$(FLAVOUR)
 
-.PHONY: install test lint relu swish compare crop-flip bench clean
+.PHONY: install test lint relu swish compare crop-flip bench gpu-check clean
 
 install: $(STAMP)
 
@@ -20,7 +32,11 @@ $(STAMP): setup.cfg pyproject.toml
 	@"$(PYTHON)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
 	  echo "error: $(PYTHON) is Python $$("$(PYTHON)" -c 'import platform; print(platform.python_version())'), swishtrain needs 3.11: make PYTHON=/path/to/python3.11"; exit 1; }
 	"$(PYTHON)" -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# one MXNet per venv: the CPU and the CUDA wheel install the same `mxnet` package
+	@if $(BIN)/python -m pip show --quiet $(OTHER) 2>/dev/null; then \
+	  $(BIN)/python -m pip uninstall --quiet -y $(OTHER); fi
+	@rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,$(FLAVOUR)]'
 	@# compile the fused Swish operators now rather than at the first run (falls back if it can't)
 	-$(BIN)/python -m train_cli.model.swish_op
 	@touch $(STAMP)
@@ -59,6 +75,15 @@ crop-flip: install
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/vs_pytorch.py $(ARGS)
+
+# On a machine with an NVIDIA GPU: install the CUDA build, then PASS/FAIL lines for the preflight,
+# float32 and float16 steps, 1 vs 2 GPUs, a killed and resumed run, and evaluation on the CPU.
+# Without a GPU it says so in one line and exits 2.
+gpu-check:
+	@command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 || { \
+	  echo "gpu-check: no NVIDIA GPU on this machine (nvidia-smi finds none); run it where one is"; exit 2; }
+	$(MAKE) install CUDA=11.7
+	$(BIN)/python -m train_cli.gpu_check $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

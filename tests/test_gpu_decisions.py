@@ -196,3 +196,40 @@ def test_float16_without_gpus_or_with_dist_async_is_refused(run_cli, cifar_dir, 
     with pytest.raises(UsageError, match="dist_async"):
         from train_cli.config import validate
         validate(TrainConfig(dtype="float16", gpus=(0,), kvstore="dist_async"))
+
+
+def test_bench_ceiling_on_gpus_is_a_gpu_gemm_in_the_training_dtype():
+    """Read, not run: the ceiling's backends for GPU contexts are one GPU's GEMM (no CPU one)."""
+    from train_cli.analysis.bench import gemm_backends
+    cpu = gemm_backends([mx.cpu()], n=16)
+    assert set(cpu) == {"mxnet_dot_openblas", "mxnet_fullyconnected_onednn", "numpy_matmul"}
+    if mx.context.num_gpus():
+        pytest.skip("needs a CPU-only MXNet to check the GPU backends without running them")
+    with pytest.raises(mx.base.MXNetError):  # it does try to put the matrices on the GPU
+        gemm_backends([mx.gpu(0), mx.gpu(1)], "float16", n=16)
+
+
+def test_bench_labels_stay_float32_for_a_float16_network():
+    """`bench --dtype float16` cast the labels with the images; the loss and the accuracy then
+    compared float16 labels with a float32 argmax. Engine.load keeps labels float32."""
+    cfg = TrainConfig(model="vgg11", width=0.125, dtype="float16")
+    engine = Engine.__new__(Engine)  # only load() is needed: no network, no float16 kernels
+    engine.contexts, engine.dtype = [mx.cpu()], cfg.dtype
+    images, labels = synthetic_split(4)
+    (x,), (y,) = engine.load(images.astype(np.float32)), engine.load(labels.astype(np.float32),
+                                                                     cast=False)
+    assert x.dtype == np.float16 and y.dtype == np.float32
+
+
+def test_gpus_newer_than_cuda_11_7s_compiler_turn_fusion_off_and_autotune_is_off(monkeypatch,
+                                                                                 capsys):
+    import os
+    for name in ("MXNET_USE_FUSION", "MXNET_CUDNN_AUTOTUNE_DEFAULT"):
+        monkeypatch.setenv(name, "")  # recorded, so both are removed again after the test
+        monkeypatch.delenv(name)
+    preflight_gpus((0,), FakeProbe({0: A100}))
+    assert "MXNET_USE_FUSION" not in os.environ  # 8.0: NVRTC 11.7 compiles for it
+    assert os.environ["MXNET_CUDNN_AUTOTUNE_DEFAULT"] == "0"  # the same algorithms every run
+    preflight_gpus((0,), FakeProbe({0: L4}))
+    assert os.environ["MXNET_USE_FUSION"] == "0"
+    assert "GPU 0 (NVIDIA L4) has compute capability 8.9" in capsys.readouterr().err

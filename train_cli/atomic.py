@@ -13,11 +13,12 @@ from pathlib import Path
 from train_cli.errors import UserError
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, then="resume the run"):
     """Create `path` through write(tmp_path); I/O errors become a UserError, tmp is removed.
 
     write() may raise anything; a UserError it raises passes through unchanged (after the
-    temporary file is removed), so a caller can say what went wrong in its own words.
+    temporary file is removed), so a caller can say what went wrong in its own words. `then`
+    is what the user does once the disk has room again.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -26,7 +27,7 @@ def atomic_write(path, write):
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         # mx.nd.save reports a failed write as MXNetError; anything else is a bug, not I/O
@@ -34,7 +35,7 @@ def atomic_write(path, write):
             raise
         if isinstance(e, OSError) and e.errno == errno.ENOSPC or _disk_full(path.parent):
             raise UserError(f"no space left on the device while writing {path}; earlier files "
-                            "there are intact: free some space, then resume the run") from None
+                            f"there are intact: free some space, then {then}") from None
         raise UserError(f"cannot write {path} ({_reason(e)}); earlier files there are "
                         "intact") from None
 
@@ -56,7 +57,8 @@ def _reason(error):
     return lines[-1] if lines else type(error).__name__
 
 
-def _fsync_dir(folder):
+def fsync_dir(folder):
+    """Make a folder's entries (a rename into it) durable; best effort."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

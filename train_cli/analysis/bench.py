@@ -5,8 +5,10 @@ Measures, in one process and after warm-up, each several times (median, min, max
 - epoch img/s: the real training loop (data pipeline, augmentation, per-batch bookkeeping);
 - eval img/s: exact evaluation at --eval-batch-size;
 - data img/s: the shuffling + augmentation + normalisation pipeline alone (one thread);
-- sgemm GFLOP/s: the best of MXNet's dot (OpenBLAS), FullyConnected (oneDNN) and numpy matmul
-  on square float32 matrices, as the machine's practical compute ceiling.
+- GEMM GFLOP/s, the practical compute ceiling of the devices trained on: on the CPU the best of
+  MXNet's dot (OpenBLAS), FullyConnected (oneDNN) and numpy matmul on square float32 matrices;
+  on GPUs MXNet's dot on the first GPU in the training dtype (float16: cuBLAS's SgemmEx, float16
+  in and out with float32 accumulation), times the number of GPUs.
 FLOPs per image are counted from the network's layer shapes (VGG.forward_flops): 2 per
 multiply-add of the convolutions and dense layers (BatchNorm, activations and pooling are
 memory-bound and left out), and training is 3x the forward pass (forward, gradient of the
@@ -44,19 +46,29 @@ def spread(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def sgemm_gflops(n=2048, repeats=5):
-    """Best measured float32 matrix-multiply GFLOP/s per backend (n x n times n x n)."""
+def gemm_backends(contexts, dtype="float32", n=2048):
+    """{name: (call, devices)}: the GEMMs whose best rate is the ceiling for these devices."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n),
                                                                              dtype=np.float32)
+    ctx = contexts[0]
+    if ctx.device_type == "gpu":  # one GPU's GEMM in the training dtype, for each GPU
+        ga, gb = (mx.nd.array(m, ctx=ctx, dtype=dtype) for m in (a, b))
+        return {f"mxnet_dot_{dtype}_{ctx}": (lambda: mx.nd.dot(ga, gb).wait_to_read(),
+                                             len(contexts))}
     ma, mb = mx.nd.array(a), mx.nd.array(b)
-    backends = {
-        "mxnet_dot_openblas": lambda: mx.nd.dot(ma, mb).wait_to_read(),
-        "mxnet_fullyconnected_onednn": lambda: mx.nd.FullyConnected(
-            ma, mb, no_bias=True, num_hidden=n).wait_to_read(),
-        "numpy_matmul": lambda: a @ b,
+    return {
+        "mxnet_dot_openblas": (lambda: mx.nd.dot(ma, mb).wait_to_read(), 1),
+        "mxnet_fullyconnected_onednn": (lambda: mx.nd.FullyConnected(
+            ma, mb, no_bias=True, num_hidden=n).wait_to_read(), 1),
+        "numpy_matmul": (lambda: a @ b, 1),
     }
-    return {name: 2 * n ** 3 / min(timed(fn, repeats)) / 1e9 for name, fn in backends.items()}
+
+
+def gemm_gflops(contexts, dtype="float32", n=2048, repeats=5):
+    """Best measured matrix-multiply GFLOP/s per backend (n x n times n x n), all devices."""
+    return {name: devices * 2 * n ** 3 / min(timed(fn, repeats)) / 1e9
+            for name, (fn, devices) in gemm_backends(contexts, dtype, n).items()}
 
 
 def synthetic_split(n, seed=0):
@@ -100,7 +112,7 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
     evaluation = [len(eval_split) / t
                   for t in timed(lambda: engine.evaluate(eval_split), repeats, 1)]
     data = [images / t for t in timed(data_pipeline, repeats, 1)]
-    sgemm = sgemm_gflops(sgemm_size)
+    sgemm = gemm_gflops(contexts, cfg.dtype, sgemm_size)
     gflop_per_img = 3 * engine.net.forward_flops() / 1e9
     train_img_per_s = statistics.median(train)
     return {
@@ -134,7 +146,7 @@ def format_report(r):
     lines += [
         f"{'GFLOP per image (train)':28}{r['gflop_per_img']:10.3f}",
         f"{'achieved GFLOP/s':28}{r['achieved_gflops']:10.1f}",
-        f"{'sgemm ceiling GFLOP/s':28}{r['sgemm_gflops']:10.1f}   (best of "
+        f"{'GEMM ceiling GFLOP/s':28}{r['sgemm_gflops']:10.1f}   (best of "
         + ", ".join(f"{k} {v:.0f}" for k, v in r["sgemm_by_backend"].items()) + ")",
         f"{'fraction of ceiling':28}{r['achieved_gflops'] / r['sgemm_gflops']:10.2f}",
         f"{'epoch / train step':28}{r['epoch_img_per_s'] / r['train_img_per_s']:10.2f}",

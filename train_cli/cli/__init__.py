@@ -11,7 +11,7 @@ import traceback
 import click
 from click_default_group import DefaultGroup
 
-from train_cli import __version__, threads
+from train_cli import __version__, cuda_libs, threads
 from train_cli.cli.options import INT_LIST, FieldType, config_options, progress_option
 from train_cli.cli.tools import bench, compare, evaluate, launch
 from train_cli.cluster import launched_role
@@ -40,6 +40,21 @@ class SwishtrainGroup(DefaultGroup):
         except click.Abort:
             click.echo("Aborted.", err=True)
             rv = 130
+        except ModuleNotFoundError as e:  # MXNet is an extra: one of two wheels must be chosen
+            if e.name != "mxnet":
+                raise
+            click.echo("Error: MXNet is not installed: `make install` (or pip install "
+                       "'swishtrain[cpu]'), or for NVIDIA GPUs `make install CUDA=11.7` (pip "
+                       "install 'swishtrain[cu117]')", err=True)
+            rv = 1
+        except OSError as e:  # a CUDA build of mxnet without a library it links
+            if "libmxnet" not in str(e) and ".so" not in str(e):
+                raise
+            click.echo(f"Error: MXNet cannot load ({e}); for GPUs install it with `make install "
+                       "CUDA=11.7`, which brings NVIDIA's libraries (the driver's libcuda.so.1 "
+                       "comes with the NVIDIA driver), or use the CPU build: `make install`",
+                       err=True)
+            rv = 1
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -151,8 +166,10 @@ for command in (launch, compare, evaluate, bench):
 
 
 def main():
-    """The `swishtrain` entry point: thread settings first (MXNet reads them once, at import)."""
+    """The `swishtrain` entry point: thread settings first (MXNet reads them once, at import),
+    and NVIDIA's libraries from the cu117 extra's wheels, which a CUDA build of mxnet needs."""
     threads.configure()
+    cuda_libs.preload()
     if launched_role() != "worker":
         return cli()
     # A distributed worker that fails must exit at once: at a normal exit ps-lite waits at a

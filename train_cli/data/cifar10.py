@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from train_cli import streams
-from train_cli.atomic import atomic_write
+from train_cli.atomic import atomic_write, fsync_dir
 from train_cli.errors import UserError
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -153,7 +153,7 @@ def download(url, dest, md5, progress=True):
                             f"{digest.hexdigest()}, expected {md5}); the file was deleted; run "
                             "again, or download it by hand")
 
-    atomic_write(dest, stream)
+    atomic_write(dest, stream, then="run again")
 
 
 def extract(archive, root):
@@ -181,6 +181,7 @@ def extract(archive, root):
                     target = root / item.name
                     if not target.exists():
                         os.replace(item, target)
+                fsync_dir(root)  # the renames themselves, durable before the data is read
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     except (tarfile.TarError, EOFError, OSError) as e:

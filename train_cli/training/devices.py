@@ -16,10 +16,12 @@ Both checks fail with one line before any folder is made or memory allocated.
 import ctypes
 import math
 import os
+import sys
 
 from train_cli.errors import UsageError, UserError
 
 WHEEL_ARCHES = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))  # SASS in mxnet-cu11x 1.9.1 wheels
+NVRTC_NEWEST = (8, 6)  # nvidia-cuda-nvrtc-cu11 11.7 compiles for compute_86 at most
 WHEEL_COVERS = "compute capability 5.0-8.9 (sm_50/60/70/80/86 machine code, no PTX)"
 WAYS_OUT = ("use a GPU of compute capability 5.0-8.9 (V100, T4, A10, A100, L4, RTX 30xx/40xx), "
             "NVIDIA's NGC MXNet container (a 1.9.1 built for CUDA 12), or the CPU (drop --gpus)")
@@ -143,11 +145,21 @@ def preflight_gpus(gpus, probe=None):
             raise UserError(f"GPU {gpu} ({name}) has compute capability {major}.{minor}; "
                             f"MXNet 1.9.1's CUDA wheels cover {WHEEL_COVERS}, so none of its "
                             f"kernels can run there: {WAYS_OUT}")
+        if (major, minor) > NVRTC_NEWEST and os.environ.get("MXNET_USE_FUSION") is None:
+            # MXNet fuses elementwise operators at run time with NVRTC, compiling for the
+            # GPU's own compute_XY; the NVRTC of CUDA 11.7 knows nothing newer than 8.6
+            os.environ["MXNET_USE_FUSION"] = "0"
+            print(f"note: GPU {gpu} ({name}) has compute capability {major}.{minor}, newer than "
+                  "CUDA 11.7's run-time compiler knows: MXNet's operator fusion is off "
+                  "(MXNET_USE_FUSION=0)", file=sys.stderr)
         failed = probe.tiny_op_error(gpu)
         if failed:
             raise UserError(f"GPU {gpu} ({name}, compute capability {major}.{minor}) cannot run "
                             f"a test operation ({failed}); check the driver and cuDNN, or "
                             f"{WAYS_OUT}")
+    # cuDNN's autotuning times candidate algorithms and keeps the fastest, which can differ from
+    # run to run (and between a run and its resume); its heuristics choose the same ones always
+    os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
 
 
 def make_contexts(gpus=(), cpu_devices=1, probe=None):
