@@ -31,7 +31,7 @@ def test_bench_table_names_each_figure(run_cli):
                      "--eval-batch-size", "8", "--steps", "1", "--repeats", "1",
                      "--sgemm-size", "128")
     assert result.exit_code == 0, result.output
-    for label in ("train step img/s", "eval img/s", "data pipeline img/s", "sgemm ceiling",
+    for label in ("train step img/s", "eval img/s", "data pipeline img/s", "GEMM ceiling",
                   "fraction of ceiling", "peak RSS MB"):
         assert label in result.stdout
 
