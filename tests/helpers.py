@@ -53,6 +53,8 @@ def make_tar_gz(members):
     return buf.getvalue()
 
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout: configs/, README.md
+
 # Small, fast training arguments shared by the CLI tests.
 TINY = ["--model", "vgg11_bn", "--width", "0.125", "--batch-size", "20", "--lr", "0.05",
         "--lr-steps", "1", "--eval-batch-size", "16"]

@@ -6,7 +6,7 @@ import pytest
 from train_cli.model.spec import MODEL_NAMES
 from train_cli.runfolder import read_metrics
 
-from helpers import TINY, write_cifar
+from helpers import REPO, TINY, write_cifar
 
 
 def test_group_help_explains_the_default_command(run_cli):
@@ -83,10 +83,9 @@ def test_config_file_with_flag_override(run_cli, cifar_dir, tmp_path):
 
 
 def test_shipped_configs_are_valid():
-    from pathlib import Path
 
     from train_cli.config import build_config
-    configs = sorted(Path(__file__).parent.parent.glob("configs/*.toml"))
+    configs = sorted(REPO.glob("configs/*.toml"))
     assert len(configs) >= 3
     for path in configs:
         assert build_config({}, path).model in MODEL_NAMES
@@ -96,11 +95,10 @@ def test_shipped_configs_are_valid():
 def test_blog_configs_reproduce_the_2018_script(model):
     """docs/REPRODUCING.md: the script's update_learning_rate set lr * 0.1**sum(steps < e) at
     the start of 0-based epoch e (steps 10,20,30), fed raw pixels, mirrored only, no shuffle."""
-    from pathlib import Path
 
     from train_cli.config import build_config
     from train_cli.training.schedule import lr_at
-    cfg = build_config({}, Path(__file__).parent.parent / "configs" / f"blog-{model}.toml")
+    cfg = build_config({}, REPO / "configs" / f"blog-{model}.toml")
     script = [0.1 * 0.1 ** sum(1 for s in (10, 20, 30) if s < e) for e in range(40)]
     ours = [lr_at(e, cfg.lr, cfg.lr_steps, cfg.lr_factor) for e in range(cfg.epochs)]
     assert ours == pytest.approx(script, rel=1e-12)
@@ -215,11 +213,10 @@ def test_overwrite_replaces_an_earlier_run(run_cli, cifar_dir, tmp_path):
 
 
 def test_readme_documents_every_option_and_command():
-    from pathlib import Path
 
     from train_cli.cli import cli
     from train_cli.config import FIELD_NAMES, flag
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     for name in FIELD_NAMES:
         assert f"`{flag(name)}" in readme, name
     for command in cli.commands:
