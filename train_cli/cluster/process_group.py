@@ -53,6 +53,11 @@ class LocalGroup:
         run trained under launch is evaluated, or benchmarked, in one process)."""
         return "device" if requested.startswith("dist") else requested
 
+    @property
+    def train_slice(self):
+        """(rank, workers): this process takes slice `rank` of `workers` of every global batch."""
+        return self.rank, self.num_workers
+
     def global_batch(self, process_batch):
         """Images in one optimiser step of the whole job."""
         return process_batch * self.num_workers

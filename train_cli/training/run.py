@@ -156,7 +156,7 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
             # train: every worker walks the same shuffled order and takes its slice of each batch
             bar = EpochProgress(epoch, cfg.epochs, batches_per_epoch, lr, progress_bar)
             with bar, Prefetcher(train_batches(data.train, engine.batch_size, cfg.seed, epoch,
-                                               cfg.augment, group.rank, group.num_workers,
+                                               cfg.augment, *group.train_slice,
                                                cfg.shuffle, cfg.input_norm)) as batches:
                 results, stopped = engine.train_epoch(batches, lr, cfg.seed, epoch,
                                                       stop.is_set, bar.update)
