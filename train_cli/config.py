@@ -17,9 +17,9 @@ from train_cli.errors import UsageError
 
 AUGMENTS = ("crop-flip", "flip", "none")
 INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
-# Options that may differ when a run is resumed: they change how long it runs or where it reads
-# data from, never what an epoch computes.
-RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size")
+# Options that may differ when a run is resumed: they change how long it runs, where it reads
+# data from or which GPUs (as many) it uses, never what an epoch computes.
+RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size", "gpus")
 DTYPES = ("float32", "float16")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 

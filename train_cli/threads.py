@@ -21,17 +21,29 @@ def available_cores():
         return max(1, os.cpu_count() or 1)
 
 
+KEYS = ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS")
+_chosen = {}  # what the user had set before configure() filled in defaults (None: nothing)
+
+
 def configure(environ=os.environ):
     """Set fast thread defaults unless the user already chose; return what is in effect."""
+    for key in KEYS:
+        _chosen.setdefault(key, environ.get(key))  # the first call sees the user's own values
     if "mxnet" in sys.modules and "OMP_NUM_THREADS" not in environ:
         print("warning: mxnet was imported before train_cli.threads.configure(), so MXNet runs "
               "with its default threads (about 2x slower here); call it first, or export "
               "OMP_NUM_THREADS and MXNET_CPU_WORKER_NTHREADS=1", file=sys.stderr)
     environ.setdefault("OMP_NUM_THREADS", str(available_cores()))
     environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
-    return {k: environ[k] for k in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS")}
+    return {k: environ[k] for k in KEYS}
+
+
+def user_choice(key, environ=os.environ):
+    """The user's own value of a thread setting, or None when configure() supplied it (a
+    launcher gives each worker its share of the cores unless the user chose)."""
+    return _chosen[key] if key in _chosen else environ.get(key)
 
 
 def current(environ=os.environ):
     """The thread settings in effect (as configure() left them)."""
-    return {k: environ.get(k) for k in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS")}
+    return {k: environ.get(k) for k in KEYS}

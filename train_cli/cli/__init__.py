@@ -122,7 +122,8 @@ def resume(run_dir, progress, **values):
     """Continue an interrupted run from its last completed epoch.
 
     The run keeps its options, data order and learning-rate schedule; only --epochs (to train
-    longer), --data-dir and --eval-batch-size may change. metrics.csv gets the new epochs.
+    longer), --data-dir, --eval-batch-size and --gpus (as many) may change. metrics.csv gets
+    the new epochs.
     RUN_DIR may also be a study folder (--seeds): every seed is resumed, or started if it never
     began. A distributed run resumes under `swishtrain launch -n N -- --resume RUN_DIR`.
 

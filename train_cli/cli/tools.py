@@ -1,7 +1,8 @@
 """The commands around training: launch (distributed), compare, evaluate, bench."""
 import click
 
-from train_cli.cli.options import config_options
+from train_cli.cli.options import INT_LIST, config_options
+from train_cli.cluster.launch import STALL_SECONDS  # stdlib only: --help stays instant
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -10,14 +11,29 @@ from train_cli.cli.options import config_options
 @click.option("-s", "--servers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Number of parameter-server processes.")
 @click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
-              help="File with one host per line: servers and workers start there over ssh "
-                   "(round-robin); needs --root-uri and the same checkout path on every host.")
+              help="File with one host per line ('#' comments): servers, then workers, start "
+                   "there over ssh, round-robin; needs --root-uri, password-less ssh and this "
+                   "checkout and venv at the same path on every host.")
 @click.option("--root-uri", default="127.0.0.1", show_default=True,
               help="Address of this machine where the scheduler listens (with --hostfile).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None,
-              help="Stop the whole job after this many seconds.")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
+              help="When a process of the job fails (dies, hangs, loses its host), stop the "
+                   "rest and start the whole job again from the run's last completed epoch, up "
+                   "to this many times.")
+@click.option("--stall-timeout", metavar="SECONDS", type=click.FloatRange(min=0),
+              default=STALL_SECONDS, show_default=True,
+              help="End the job as hung (a failure, restarted by --max-restarts) when no worker "
+                   "has used CPU or printed anything for this long; 0: never.")
+@click.option("--timeout", metavar="SECONDS", type=click.FloatRange(min=1), default=None,
+              help="Stop the whole job, restarts included, after this many seconds.")
+@click.option("--worker-gpus", metavar="IDS", multiple=True, type=INT_LIST,
+              help="This worker's GPUs, once per worker in order (e.g. --worker-gpus 0,1 "
+                   "--worker-gpus 2,3), instead of splitting --gpus.")
+@click.option("--dry-run", is_flag=True,
+              help="Print each process's host, environment and command; start nothing.")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
-def launch(workers, servers, hostfile, root_uri, timeout, train_args):
+def launch(workers, servers, hostfile, root_uri, max_restarts, stall_timeout, timeout,
+           worker_gpus, dry_run, train_args):
     """Train on several processes (or machines) with MXNet's parameter-server KVStore.
 
     Starts a scheduler, servers and workers with the DMLC_* environment (on 127.0.0.1 unless
@@ -25,19 +41,35 @@ def launch(workers, servers, hostfile, root_uri, timeout, train_args):
     after `--` go to `swishtrain train` on every worker; --kvstore defaults to dist_sync.
     --batch-size stays per worker, so the global batch is workers x batch size.
 
+    GPUs: `--gpus` after `--` is split evenly over the workers of each host, in order, so that
+    none is shared: `-n 2 -- --gpus 0,1,2,3` gives worker 0 GPUs 0,1 and worker 1 GPUs 2,3
+    (with a hostfile, per host). A list that does not divide evenly is refused; --worker-gpus
+    gives each worker its own list instead.
+
+    Over ssh: each host is reached with `ssh -T -o BatchMode=yes HOST`; set SWISHTRAIN_SSH to
+    the ssh command with your options, e.g. SWISHTRAIN_SSH="ssh -i ~/.ssh/cluster -p 2222".
+    Failures: see --max-restarts and --stall-timeout; README "More than one machine".
+
     \b
-    Example (2 workers, 1 server on this machine):
+    Examples:
       swishtrain launch -n 2 -- --model vgg11_bn --width 0.25 --epochs 10
+      swishtrain launch -n 2 -s 1 --hostfile hosts.txt --root-uri 10.0.0.5 \\
+          --max-restarts 3 -- --model vgg16_bn --run-dir /shared/runs/vgg16
     """
-    from train_cli.cluster.launch import run_job
-    hosts = []
-    if hostfile:
-        with open(hostfile) as f:
-            hosts = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
-        if not hosts:
-            raise click.UsageError(f"--hostfile {hostfile} lists no hosts")
+    from train_cli.cluster.launch import TrainOptions, read_hostfile, run_job, run_stamp
+    hosts = read_hostfile(hostfile) if hostfile else []
+    stamp = run_stamp()  # the workers name the default run folder with it
+    train = TrainOptions.parse(train_args, _train_params(train_args), stamp)
     run_job(workers, servers, list(train_args), hosts=hosts, root_uri=root_uri,
-            timeout=timeout, echo=lambda line: click.echo(line))
+            timeout=timeout, echo=lambda line: click.echo(line), max_restarts=max_restarts,
+            stall_timeout=stall_timeout, worker_gpus=worker_gpus, train=train, dry_run=dry_run,
+            stamp=stamp, hostfile=hostfile)
+
+
+def _train_params(train_args):
+    """The workers' options parsed as `swishtrain train` parses them (errors show here)."""
+    from train_cli.cli import train
+    return train.make_context("swishtrain train", list(train_args)).params
 
 
 def _positive_points(ctx, param, value):

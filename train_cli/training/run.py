@@ -83,8 +83,7 @@ def resume(path, overrides=None, progress_bar=None):
         raise UserError(f"{folder.file(CHECKPOINT)} holds a {ckpt.meta['model']!r} model but "
                         f"{folder.file(CONFIG)} says {cfg.model!r}; the folder is inconsistent")
     workers = folder.read_json(CONFIG).get("workers", 1)
-    how = (f"swishtrain launch -n {workers} -- --resume {folder}" if workers > 1
-           else f"swishtrain resume {folder}")
+    how = resume_command(folder.path, workers)
     if workers > 1 and launched_role() != "worker":
         raise UserError(f"{folder} was trained by {workers} workers; resume it the same way: {how}")
     engine, data = _prepare(cfg)
@@ -98,6 +97,13 @@ def resume(path, overrides=None, progress_bar=None):
     return _epochs(cfg, engine, data, recorder, state, progress_bar, resumed=True)
 
 
+def resume_command(path, workers):
+    """The command that continues a run of this many workers."""
+    path = shlex.quote(str(path))
+    return f"swishtrain launch -n {workers} -- --resume {path}" if workers > 1 else \
+        f"swishtrain resume {path}"
+
+
 def _resumed_config(folder, overrides):
     """The run's own config, with the few overrides a resume may make."""
     cfg = folder.config()
@@ -109,6 +115,9 @@ def _resumed_config(folder, overrides):
             allowed = ", ".join(flag(n) for n in RESUMABLE_OVERRIDES)
             raise UsageError(f"{flag(name)} cannot change when resuming (the run used "
                              f"{getattr(cfg, name)!r}); only {allowed} may")
+        if name == "gpus" and len(value) != len(cfg.gpus):  # other GPUs, the same step
+            raise UsageError(f"--gpus may name other GPUs when resuming, but as many as the run "
+                             f"used ({len(cfg.gpus)}): the global batch would change")
         changes[name] = value
     cfg = dataclasses.replace(cfg, **changes)
     validate(cfg)
@@ -187,7 +196,7 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
         raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
                       f"{recorder.path / CHECKPOINT} holds {state.epochs_done} completed "
                       "epoch(s), and the interrupted epoch restarts on resume.\n"
-                      f"Resume with: swishtrain resume {shlex.quote(str(recorder.path))}",
+                      f"Resume with: {resume_command(recorder.path, engine.group.num_workers)}",
                       exit_code=stop.exit_code)
     return _finish(cfg, engine, data, recorder, state)
 

@@ -91,9 +91,9 @@ def test_a_distributed_run_resumes_with_the_same_number_of_workers(stepped_run, 
     assert code != 0 and "was trained by 2 worker(s), not 3" in out
 
 
-def start_launcher(data_dir, run_dir):
+def start_launcher(data_dir, run_dir, *options):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "train_cli", "launch", "-n", "2", "--",
+    proc = subprocess.Popen([sys.executable, "-m", "train_cli", "launch", "-n", "2", *options, "--",
                              "--data-dir", str(data_dir), "--run-dir", str(run_dir),
                              "--epochs", "50", *TRAIN], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -120,7 +120,7 @@ def assert_all_gone(pids):
 
 
 def test_a_killed_worker_ends_the_whole_job_with_a_clear_message(data_dir, tmp_path):
-    proc, pids = start_launcher(data_dir, tmp_path / "run")
+    proc, pids = start_launcher(data_dir, tmp_path / "run", "--max-restarts", "0")
     worker = pids[-1]
     os.kill(worker, signal.SIGKILL)
     started = time.time()
@@ -137,7 +137,7 @@ def test_ctrl_c_on_the_launcher_stops_every_process(data_dir, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
-    assert "--resume RUN_DIR" in out
+    assert f"with: swishtrain launch -n 2 -- --resume {tmp_path / 'run'}\n" in out
     assert_all_gone(pids)
 
 
@@ -166,3 +166,75 @@ def test_dist_async_trains_and_refuses_to_resume(run_cli, data_dir, tmp_path):
     assert len(read_metrics(run_dir / "metrics.csv")) == 2
     code, out = launch("--resume", run_dir, "--epochs", 3)
     assert code != 0 and "dist_async cannot be resumed" in out
+
+
+def dry_run(run_cli, *args):
+    """{process name: (host, the command line it runs)} of `launch --dry-run`."""
+    result = run_cli("launch", "--dry-run", *args)
+    assert result.exit_code == 0, result.output
+    lines = [line.split(": ", 1) for line in result.stdout.splitlines()]
+    return {name.rsplit(" on ", 1)[0].removesuffix(" here"):
+            (name.rsplit(" on ", 1)[1] if " on " in name else None, command)
+            for name, command in lines}
+
+
+def gpus_of(command):
+    found = re.findall(r"--gpus (\S+?)'?(?: |$)", command)
+    assert len(found) == 1, command  # the worker's own list replaces the user's
+    return found[0]
+
+
+def test_gpus_are_split_over_the_workers_of_one_machine(run_cli):
+    plan = dry_run(run_cli, "-n", "2", "--", "--gpus", "0,1,2,3", "--epochs", "2")
+    assert gpus_of(plan["worker 0"][1]) == "0,1" and gpus_of(plan["worker 1"][1]) == "2,3"
+    assert "--gpus" not in plan["server 0"][1] and "--gpus" not in plan["scheduler"][1]
+
+
+def test_gpus_are_split_per_host(run_cli, tmp_path):
+    hostfile = tmp_path / "hosts.txt"
+    hostfile.write_text("# servers first, then workers, round-robin\n10.0.0.6\n10.0.0.7  # b\n")
+    plan = dry_run(run_cli, "-n", "4", "-s", "2", "--hostfile", hostfile, "--root-uri",
+                   "10.0.0.5", "--", "--gpus=0,1,2,3")
+    assert plan["scheduler"][0] is None and "DMLC_PS_ROOT_URI=10.0.0.5" in plan["scheduler"][1]
+    assert [plan[f"server {i}"][0] for i in range(2)] == ["10.0.0.6", "10.0.0.7"]
+    hosts = [plan[f"worker {i}"][0] for i in range(4)]
+    assert hosts == ["10.0.0.6", "10.0.0.7", "10.0.0.6", "10.0.0.7"]
+    assert [gpus_of(plan[f"worker {i}"][1]) for i in range(4)] == ["0,1", "0,1", "2,3", "2,3"]
+    for i in range(4):  # ps-lite binds to the host's address; the supervisor ends it with ssh
+        command = plan[f"worker {i}"][1]
+        assert command.startswith("ssh -T -o BatchMode=yes")
+        assert f"DMLC_NODE_HOST={hosts[i]} " in command and "train_cli.cluster.launch" in command
+
+
+def test_each_worker_can_get_its_own_gpus_but_none_twice(run_cli):
+    plan = dry_run(run_cli, "-n", "2", "--worker-gpus", "3", "--worker-gpus", "1,2")
+    assert gpus_of(plan["worker 0"][1]) == "3" and gpus_of(plan["worker 1"][1]) == "1,2"
+    for args, message in [
+            (["-n", "3", "--", "--gpus", "0,1,2,3"],
+             "--gpus 0,1,2,3 does not split evenly over the 3 workers on this machine"),
+            (["-n", "2", "--worker-gpus", "0,1", "--worker-gpus", "1"],
+             "gives GPU 1 on this machine to worker 0 and worker 1"),
+            (["-n", "2", "--worker-gpus", "0"], "given 1 time(s) for 2 workers"),
+            (["-n", "2", "--worker-gpus", "0", "--worker-gpus", "1", "--", "--gpus", "0,1"],
+             "not both")]:
+        result = run_cli("launch", "--dry-run", *args)
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "lists no hosts"), ("# only a comment\n\n", "lists no hosts"),
+    ("a\nb slots=4\n", "line 2: 'b slots=4': give one host per line")])
+def test_a_bad_hostfile_is_a_one_line_usage_error(run_cli, tmp_path, text, message):
+    (tmp_path / "hosts").write_text(text)
+    result = run_cli("launch", "-n", "1", "--hostfile", tmp_path / "hosts", "--root-uri",
+                     "10.0.0.5", "--dry-run")
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_root_uri_of_another_machine_is_refused_before_anything_starts(run_cli, tmp_path):
+    (tmp_path / "hosts").write_text("10.0.0.6\n")
+    result = run_cli("launch", "-n", "1", "--hostfile", tmp_path / "hosts", "--root-uri",
+                     "192.0.2.1", "--", "--run-dir", tmp_path / "r")  # TEST-NET-1: never ours
+    assert result.exit_code == 2
+    assert "--root-uri 192.0.2.1 is not an address of this machine" in result.stderr
