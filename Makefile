@@ -7,16 +7,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 # `make install CUDA=11.7`: MXNet's CUDA 11.7 build and NVIDIA's libraries instead of the CPU
-# build (README "GPUs"). MXNet's last release has no build for a newer CUDA.
-CUDA   ?=
-ifeq ($(CUDA),)
+# build (README "GPUs"); `make install CUDA=cpu` goes back. Every other target keeps the build
+# the venv has. MXNet's last release has no build for a newer CUDA.
+CUDA   ?= $(if $(wildcard $(VENV)/.installed-cu117),11.7,cpu)
+ifeq ($(CUDA),cpu)
   FLAVOUR := cpu
-  OTHER   := mxnet-cu117
+  OTHER   := mxnet-cu117 $(shell $(BIN)/python -m pip list --format=freeze 2>/dev/null | sed -n 's/^\(nvidia-[a-z-]*-cu11\)==.*/\1/p')
 else ifeq ($(CUDA),11.7)
   FLAVOUR := cu117
   OTHER   := mxnet
 else
-  $(error CUDA=$(CUDA): MXNet 1.9.1's newest CUDA build is for CUDA 11.7 (it runs on any driver for CUDA 11.7 or newer): make install CUDA=11.7)
+  $(error CUDA=$(CUDA): MXNet 1.9.1's newest CUDA build is for CUDA 11.7 (it runs on any driver for CUDA 11.7 or newer): make install CUDA=11.7, or CUDA=cpu)
 endif
 STAMP  := $(VENV)/.installed-$(FLAVOUR)
 
@@ -33,8 +34,9 @@ $(STAMP): setup.cfg pyproject.toml
 	  echo "error: $(PYTHON) is Python $$("$(PYTHON)" -c 'import platform; print(platform.python_version())'), swishtrain needs 3.11: make PYTHON=/path/to/python3.11"; exit 1; }
 	"$(PYTHON)" -m venv $(VENV)
 	@# one MXNet per venv: the CPU and the CUDA wheel install the same `mxnet` package
-	@if $(BIN)/python -m pip show --quiet $(OTHER) 2>/dev/null; then \
-	  $(BIN)/python -m pip uninstall --quiet -y $(OTHER); fi
+	@for package in $(OTHER); do \
+	  if $(BIN)/python -m pip show --quiet $$package 2>/dev/null; then \
+	    $(BIN)/python -m pip uninstall --quiet -y $$package; fi; done
 	@rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,$(FLAVOUR)]'
 	@# compile the fused Swish operators now rather than at the first run (falls back if it can't)
@@ -71,7 +73,10 @@ compare: relu swish
 crop-flip: install
 	@$(call train_or_resume,configs/crop-flip-vgg16_bn_swish.toml,$(RUNS)/crop-flip-vgg16_bn_swish)
 
-# Throughput of ours against PyTorch eager (installs the bench extra: torch, CPU build).
+# Throughput of ours against PyTorch eager (installs the bench extra: torch, CPU build), for every
+# ISA class this CPU can run: AVX2 (math libraries capped, as on AMD EPYC / most laptops) and, on
+# AVX-512 CPUs, AVX-512; one column per class (docs/PERFORMANCE.md). ARGS=--quick: train step
+# only (minutes instead of ~40 at full width); ARGS="--isa avx2": one class.
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/vs_pytorch.py $(ARGS)

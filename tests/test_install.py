@@ -1,6 +1,5 @@
 """What the GPU install relies on, tested without a GPU: NVIDIA's wheel libraries are found and
 loaded before mxnet, and a missing MXNet is a one-line error naming both installs."""
-import ctypes
 import subprocess
 import sys
 
@@ -45,8 +44,15 @@ def test_preload_loads_every_wheel_library_so_a_soname_lookup_finds_it(fake_nvid
 
 def test_preload_without_nvidia_wheels_does_nothing(tmp_path):
     assert cuda_libs.preload(tmp_path / "missing") == []
-    assert isinstance(cuda_libs.preload(), list)  # this CPU venv: none, or whatever is there
-    assert ctypes.CDLL  # (nothing else was touched)
+    (tmp_path / "empty").mkdir()
+    assert cuda_libs.preload(tmp_path / "empty") == []
+
+
+def test_the_cpu_build_loads_no_nvidia_library():
+    """This venv has the `cpu` extra: the entry point must not go looking for CUDA."""
+    from importlib.metadata import version
+    assert version("mxnet") == "1.9.1"
+    assert not cuda_libs.cuda_build_installed()
 
 
 def test_missing_mxnet_is_a_one_line_error_naming_both_installs():

@@ -3,4 +3,4 @@
 Importing the package changes nothing in the process: the thread settings MXNet needs are
 applied by the `swishtrain` entry point and the benchmarks (threads.configure; see threads.py).
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,6 +13,12 @@ import importlib.util
 from pathlib import Path
 
 
+def cuda_build_installed():
+    """Whether the installed MXNet is a CUDA build (mxnet-cu*), read from package metadata."""
+    from importlib.metadata import distributions
+    return any((d.metadata["Name"] or "").lower().startswith("mxnet-cu") for d in distributions())
+
+
 def nvidia_root():
     """site-packages/nvidia (a namespace package of the nvidia-* wheels), or None."""
     try:

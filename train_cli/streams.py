@@ -11,10 +11,20 @@ tags no key list is a zero-padded prefix of another's; tests/test_streams.py che
 """
 import numpy as np
 
-INIT, SHUFFLE, AUGMENT, DROPOUT, HELD_OUT = 1, 2, 3, 4, 5  # never renumber: runs replay them
+INIT, SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3, 4  # never renumber: runs replay them
+# Runs record which version of these streams drew them (config.json "random_streams"); a run of
+# another version cannot be resumed exactly. Version 1 had no tags.
+VERSION = 2
 # The held-out validation and test images depend on no --seed: every seed of a study, and every
-# run of a comparison, validates and tests on the same images.
+# run of a comparison, validates and tests on the same images. This permutation is drawn as it
+# always was (default_rng(2018)), so the held-out images of runs of every version agree; its
+# entropy [2018] has one entry, so no tagged stream ([seed, tag, ...], tag > 0) repeats it.
 SPLIT_SEED = 2018
+
+
+def held_out_order(n):
+    """The fixed permutation of the n training images from whose end held-out splits come."""
+    return np.random.default_rng(SPLIT_SEED).permutation(n)
 
 
 def generator(tag, seed, *keys):

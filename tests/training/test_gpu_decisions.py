@@ -23,6 +23,14 @@ from train_cli.training.loss_scale import DynamicLossScale
 from helpers import TINY, synthetic_split
 
 
+@pytest.fixture(autouse=True)
+def gpu_environment(monkeypatch):
+    """The preflight sets MXNet's GPU variables in os.environ: removed again after each test."""
+    for name in ("MXNET_USE_FUSION", "MXNET_CUDNN_AUTOTUNE_DEFAULT"):
+        monkeypatch.setenv(name, "")  # recorded, so monkeypatch restores their absence
+        monkeypatch.delenv(name)
+
+
 class FakeProbe:
     """A machine with the given GPUs: {id: (name, (major, minor))}."""
 
@@ -143,6 +151,22 @@ def test_an_overflowing_step_is_skipped_counted_and_halves_the_scale():
     assert scaler.scale == 2048.0 and scaler.good_steps == 0  # grows after growth_interval
 
 
+@pytest.mark.parametrize("model", ["vgg11_bn", "vgg11_swishbeta"])
+def test_the_overflow_check_of_a_float16_network_with_float32_parameters(model):
+    """In float16, BatchNorm's and Swish-beta's parameters stay float32: the finite check sees
+    gradients of two dtypes (built on the CPU; no float16 step runs here)."""
+    cfg = TrainConfig(model=model, width=0.125, dtype="float16", gpus=(0,), batch_size=8)
+    engine = Engine(cfg, [mx.cpu()])
+    dtypes = {p.grad().dtype for p in engine.net.collect_params().values()
+              if p.grad_req != "null"}
+    assert dtypes == {np.float16, np.float32}
+    assert engine._gradients_finite()
+    float32 = next(p for p in engine.net.collect_params().values()
+                   if p.grad_req != "null" and p.grad().dtype == np.float32)
+    float32.grad()[:] = float("inf")
+    assert not engine._gradients_finite()
+
+
 def test_a_scaled_step_equals_an_unscaled_one():
     cfg = TrainConfig(model="vgg11", width=0.125, dropout=0.0, batch_size=8, lr=0.05, seed=4)
     images, labels = synthetic_split(8)
@@ -172,7 +196,7 @@ def test_memory_preflight_refuses_tensors_mxnet_cannot_hold(run_cli, cifar_dir, 
     assert not run_dir.exists()  # nothing created
 
 
-def test_memory_preflight_names_the_need_and_the_limit(run_cli, cifar_dir, tmp_path):
+def test_memory_preflight_names_the_need_and_the_limit():
     cfg = TrainConfig(model="vgg16_bn", width=8.0)
     with pytest.raises(UserError) as e:
         preflight_memory(shape_model("vgg16_bn", 8.0), cfg, [mx.cpu()],
@@ -185,8 +209,19 @@ def test_memory_preflight_names_the_need_and_the_limit(run_cli, cifar_dir, tmp_p
     with pytest.raises(UserError, match="on GPU 0 .* but 16.0 GiB is free"):
         preflight_memory(shape_model("vgg16_bn", 6.0), gpu, [mx.gpu(0), mx.gpu(1)],
                          probe=FakeProbe(free=16 * 2**30))
-    preflight_memory(shape_model("vgg16_bn", 1.0), dataclasses.replace(cfg, width=1.0),
-                     [mx.cpu()], probe=FakeProbe(free=24 * 2**30))  # the real one fits
+    # the blog's network fits a 4 GiB machine, for training (measured: 1.45 GB peak) and
+    # evaluation; evaluation on 1 GiB at batch 5000 does not, and names its own option
+    blog = dataclasses.replace(cfg, width=1.0)
+    for training in (True, False):
+        preflight_memory(shape_model("vgg16_bn", 1.0), blog, [mx.cpu()], training=training,
+                         probe=FakeProbe(free=4 * 2**30))
+    with pytest.raises(UserError) as e:
+        preflight_memory(shape_model("vgg16_bn", 1.0),
+                         dataclasses.replace(blog, eval_batch_size=5000), [mx.cpu()],
+                         training=False, probe=FakeProbe(free=2**30))
+    assert str(e.value).startswith("evaluating vgg16_bn at --width 1 with --eval-batch-size "
+                                   "5000 needs about")
+    assert str(e.value).endswith("but 1.0 GiB is free: lower --eval-batch-size")
 
 
 def test_float16_without_gpus_or_with_dist_async_is_refused(run_cli, cifar_dir, tmp_path):
@@ -221,12 +256,8 @@ def test_bench_labels_stay_float32_for_a_float16_network():
     assert x.dtype == np.float16 and y.dtype == np.float32
 
 
-def test_gpus_newer_than_cuda_11_7s_compiler_turn_fusion_off_and_autotune_is_off(monkeypatch,
-                                                                                 capsys):
+def test_gpus_newer_than_cuda_11_7s_compiler_turn_fusion_off_and_autotune_is_off(capsys):
     import os
-    for name in ("MXNET_USE_FUSION", "MXNET_CUDNN_AUTOTUNE_DEFAULT"):
-        monkeypatch.setenv(name, "")  # recorded, so both are removed again after the test
-        monkeypatch.delenv(name)
     preflight_gpus((0,), FakeProbe({0: A100}))
     assert "MXNET_USE_FUSION" not in os.environ  # 8.0: NVRTC 11.7 compiles for it
     assert os.environ["MXNET_CUDNN_AUTOTUNE_DEFAULT"] == "0"  # the same algorithms every run

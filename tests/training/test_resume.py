@@ -267,3 +267,20 @@ def test_resume_with_two_cpu_devices_and_batchnorm_is_exact(run_cli, data_dir, t
     summary = json.loads((straight / "summary.json").read_text())
     evaluated = run_cli("evaluate", straight, "--split", "val")
     assert f"val accuracy of best.params: {summary['best_val_acc']:.4f}" in evaluated.stdout
+
+
+def test_a_run_of_other_random_streams_is_not_resumed(run_cli, cifar_dir, tmp_path):
+    """Runs of swishtrain 0.1 drew shuffles and augmentations from untagged streams: continuing
+    one here would silently train on other batches than the run did."""
+    from helpers import TINY
+    run_dir = tmp_path / "run"
+    assert run_cli("--data-dir", cifar_dir, "--run-dir", run_dir, *TINY, "--epochs", 1) \
+        .exit_code == 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["random_streams"] == 2
+    del saved["random_streams"]  # as 0.1.0 wrote it
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    result = run_cli("resume", run_dir, "--epochs", 2)
+    assert result.exit_code == 1
+    assert "drew its data order, augmentation and dropout differently" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -50,7 +50,7 @@ def pick_split(data, split):
 
 
 def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), cpu_devices=1,
-                 warn=print):
+                 eval_batch_size=None, warn=print):
     """Load a run's weights (best.params or last.ckpt) and evaluate them on a split.
 
     Any run evaluates anywhere: on the devices given here (the CPU by default), whatever it was
@@ -59,7 +59,8 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     run = RunFolder.existing(run_dir)
     trained = run.config()
     cfg = dataclasses.replace(trained, gpus=tuple(gpus), cpu_devices=cpu_devices,
-                              dtype=trained.dtype if gpus else "float32")
+                              dtype=trained.dtype if gpus else "float32",
+                              eval_batch_size=eval_batch_size or trained.eval_batch_size)
     validate(cfg)
     weights = run.file(PARAMS[params])
     if not weights.is_file():

@@ -48,12 +48,16 @@ class SwishtrainGroup(DefaultGroup):
                        "install 'swishtrain[cu117]')", err=True)
             rv = 1
         except OSError as e:  # a CUDA build of mxnet without a library it links
-            if "libmxnet" not in str(e) and ".so" not in str(e):
+            if ".so" not in str(e):
                 raise
-            click.echo(f"Error: MXNet cannot load ({e}); for GPUs install it with `make install "
-                       "CUDA=11.7`, which brings NVIDIA's libraries (the driver's libcuda.so.1 "
-                       "comes with the NVIDIA driver), or use the CPU build: `make install`",
-                       err=True)
+            if "libcuda.so" in str(e):
+                fix = ("this is MXNet's CUDA build and the machine has no NVIDIA driver (it "
+                       "provides libcuda.so.1): install the driver, or the CPU build with "
+                       "`make install CUDA=cpu`")
+            else:
+                fix = ("install MXNet with `make install CUDA=11.7`, which brings NVIDIA's "
+                       "libraries, or the CPU build with `make install CUDA=cpu`")
+            click.echo(f"Error: MXNet cannot load ({e}); {fix}", err=True)
             rv = 1
         if not standalone_mode:
             return rv
@@ -170,7 +174,8 @@ def main():
     """The `swishtrain` entry point: thread settings first (MXNet reads them once, at import),
     and NVIDIA's libraries from the cu117 extra's wheels, which a CUDA build of mxnet needs."""
     threads.configure()
-    cuda_libs.preload()
+    if cuda_libs.cuda_build_installed():  # the CPU build needs none of them
+        cuda_libs.preload()
     if launched_role() != "worker":
         return cli()
     # A distributed worker that fails must exit at once: at a normal exit ps-lite waits at a

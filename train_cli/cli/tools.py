@@ -134,13 +134,13 @@ def compare(run_dirs, as_json, plot_file, detect):
               show_default=True,
               help="Images to evaluate on: test, val (the run's own validation split: the test "
                    "split, or the images held out by its --val-split), or train.")
-@config_options(only=["data_dir"], default_text="the run's")
+@config_options(only=["data_dir", "eval_batch_size"], default_text="the run's")
 @config_options(only=["gpus", "cpu_devices"], default_text="one CPU device, whatever the run used")
 @click.option("--params", type=click.Choice(["best", "last"]), default="best",
               show_default=True,
               help="Weights to load: best (best.params, the best validation epoch) or last "
                    "(last.ckpt, the last completed epoch).")
-def evaluate(run_dir, split, data_dir, params, gpus, cpu_devices):
+def evaluate(run_dir, split, data_dir, eval_batch_size, params, gpus, cpu_devices):
     """Evaluate a run's saved weights on a split, every image exactly once.
 
     The network and the data split are rebuilt from the run's config.json, so `--split val` is
@@ -156,6 +156,7 @@ def evaluate(run_dir, split, data_dir, params, gpus, cpu_devices):
     from train_cli.analysis.evaluate import evaluate_run
     result = evaluate_run(run_dir, split=split, data_dir=data_dir, params=params,
                           gpus=gpus or (), cpu_devices=cpu_devices or 1,
+                          eval_batch_size=eval_batch_size,
                           warn=lambda m: click.echo(m, err=True))
     click.echo(result.line())
 

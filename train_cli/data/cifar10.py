@@ -283,8 +283,7 @@ def load_cifar10(root, val_split=0, test_split=0, url=None, md5=ARCHIVE_MD5, pro
         asked = f"--val-split {val_split}" + (f" with --test-split {test_split}" * bool(test_split))
         raise UserError(f"{asked} leaves no training images (the copy in {folder} has "
                         f"{len(train)}); use a smaller number")
-    order = streams.generator(streams.HELD_OUT, streams.SPLIT_SEED).permutation(len(train)) \
-        if val_split or test_split else None
+    order = streams.held_out_order(len(train)) if val_split or test_split else None
 
     def held(start, stop):
         idx = np.sort(order[len(order) - stop:len(order) - start])

@@ -111,6 +111,10 @@ class VGG(nn.HybridBlock):
         """Elements of every layer output for one image: what a forward pass keeps for backward."""
         return sum(math.prod(shape) for shape in self._output_shapes())
 
+    def largest_output_elements(self):
+        """Elements of the largest layer output for one image."""
+        return max(math.prod(shape) for shape in self._output_shapes())
+
     def parameter_elements(self):
         """Elements of every parameter (trainable ones and BatchNorm's running statistics)."""
         return sum(math.prod(p.shape) for p in self.collect_params().values())

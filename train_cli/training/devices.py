@@ -180,44 +180,56 @@ def process_batch_size(per_device, contexts):
 
 
 def memory_needs(net, batch, dtype, training=True):
-    """(bytes for parameters, gradients and optimiser state; bytes for activations) of one
-    device holding `net` and running `batch` images, from the built network's shapes."""
+    """(bytes for the weights and their training state, bytes for activations) of `batch`
+    images through `net`, from the built network's shapes."""
     weights = net.parameter_elements()  # trainable ones, plus BatchNorm statistics
     width = 2 if dtype == "float16" else 4
     if training:  # weights + gradients in dtype; SGD momentum (and float16's master) in float32
         state = weights * (2 * width + 4 + (4 if dtype == "float16" else 0))
-    else:
-        state = weights * width
-    activations = net.activation_elements() * batch * width
-    return state, activations * (ACTIVATION_FACTOR if training else 1)
+        activations = net.activation_elements() * ACTIVATION_FACTOR
+    else:  # inference frees a layer's input once its output exists: two outputs at a time
+        state, activations = weights * width, 2 * net.largest_output_elements()
+    return state, activations * batch * width
 
 
 def preflight_memory(net, cfg, contexts, training=True, probe=None):
-    """Raise a one-line UserError when the model cannot fit on its devices (see module doc)."""
+    """Raise a one-line UserError when the model cannot fit on its devices (see module doc).
+
+    training=True checks a training run (its steps and its evaluations); False, evaluation.
+    """
     probe = probe or CudaProbe()
-    shape, elements = net.largest_tensor(process_batch_size(cfg.batch_size, contexts))
+    device_type, copies = contexts[0].device_type, len(contexts)
+
+    def device_batch(batch):  # a GPU takes --batch-size; CPU contexts split it
+        return batch if device_type == "gpu" else -(-batch // copies)
+    option = "--batch-size" if training else "--eval-batch-size"
+    batch = cfg.batch_size if training else cfg.eval_batch_size
+    shape, elements = net.largest_tensor(device_batch(batch))
     if elements > MAX_TENSOR_ELEMENTS:
         raise UsageError(f"--width {cfg.width:g} makes a {'x'.join(map(str, shape))} tensor of "
                          f"{elements:,} elements; MXNet 1.9.1 holds at most 2^31-1 "
                          f"({MAX_TENSOR_ELEMENTS:,}) per tensor: use a smaller --width "
-                         "(or --batch-size)")
-    batch = process_batch_size(cfg.batch_size if training else cfg.eval_batch_size, contexts)
-    device_type = contexts[0].device_type
-    if device_type == "gpu":  # each GPU holds the whole model and its batch
-        per_device = [(c, memory_needs(net, cfg.batch_size if training else cfg.eval_batch_size,
-                                       cfg.dtype, training)) for c in contexts]
-    else:  # CPU contexts share the host's memory: every copy of the model, one batch
-        state, activations = memory_needs(net, batch, cfg.dtype, training)
-        per_device = [(contexts[0], (state * len(contexts), activations))]
-    for ctx, (state, activations) in per_device:
-        free = probe.free_bytes(device_type, ctx.device_id)
+                         f"(or {option})")
+    needs = [memory_needs(net, device_batch(cfg.eval_batch_size), cfg.dtype, training=False)]
+    if training:
+        needs.append(memory_needs(net, device_batch(cfg.batch_size), cfg.dtype))
+    state, activations = max(needs, key=sum)
+    if device_type == "gpu":  # each GPU holds the whole model and its share of the batch
+        places = [(f"GPU {c.device_id}", c.device_id) for c in contexts]
+    else:  # CPU contexts share the host's memory: every copy of the model, the whole batch
+        state, activations, places = state * copies, activations * copies, [("this machine", 0)]
+    for where, device_id in places:
+        free = probe.free_bytes(device_type, device_id)
         if free is not None and state + activations > free:
-            where = f"GPU {ctx.device_id}" if device_type == "gpu" else "this machine"
             raise UserError(
-                f"{cfg.model} at --width {cfg.width:g} with --batch-size {cfg.batch_size} needs "
-                f"about {_gib(state + activations)} on {where} ({_gib(state)} of parameters, "
-                f"gradients and optimiser state, {_gib(activations)} of activations) but "
-                f"{_gib(free)} is free: lower --width or --batch-size")
+                f"{cfg.model} at --width {cfg.width:g} with {option} {batch} needs about "
+                f"{_gib(state + activations)} on {where} ({_gib(state)} of weights"
+                f"{', gradients and optimiser state' if training else ''}, {_gib(activations)} "
+                f"of activations) but {_gib(free)} is free: lower --width or {option}"
+                if training else
+                f"evaluating {cfg.model} at --width {cfg.width:g} with {option} {batch} needs "
+                f"about {_gib(state + activations)} on {where} but {_gib(free)} is free: lower "
+                f"{option}")
 
 
 def _gib(n):

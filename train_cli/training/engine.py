@@ -133,11 +133,20 @@ class Engine:
         return self._batch_stats(outputs, ys, losses, skipped)
 
     def _gradients_finite(self):
-        """Whether every gradient on the first device is finite (they are summed already)."""
-        grads = [p.grad(self.contexts[0]) for p in self.net.collect_params().values()
-                 if p.grad_req != "null"]
-        finite = mx.nd.multi_all_finite(*grads, num_arrays=len(grads), init_output=True)
-        return bool(finite.asscalar())
+        """Whether every gradient on the first device is finite (they are summed already).
+
+        One multi_all_finite per dtype: in float16 BatchNorm's and Swish-beta's parameters stay
+        float32, and the operator takes arrays of one dtype. Reading the answer is a sync point
+        each step, which float16's skip decision needs before the update.
+        """
+        by_dtype = {}
+        for p in self.net.collect_params().values():
+            if p.grad_req != "null":
+                grad = p.grad(self.contexts[0])
+                by_dtype.setdefault(grad.dtype, []).append(grad)
+        return all(bool(mx.nd.multi_all_finite(*grads, num_arrays=len(grads),
+                                               init_output=True).asscalar())
+                   for grads in by_dtype.values())
 
     def _batch_stats(self, outputs, ys, losses, skipped):
         ctx = self.contexts[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from train_cli import __version__, threads
+from train_cli import __version__, streams, threads
 from train_cli.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from train_cli.config import to_dict
 from train_cli.errors import UserError
@@ -91,7 +91,7 @@ class RunRecorder:
             command=" ".join(shlex.quote(a) for a in ["swishtrain", *sys.argv[1:]]),
             resumed=resumed, workers=workers)]
         atomic_write_json(self.folder.file(CONFIG), dict(
-            swishtrain=__version__, config=to_dict(cfg),
+            swishtrain=__version__, random_streams=streams.VERSION, config=to_dict(cfg),
             devices=[str(c) for c in engine.contexts], workers=workers,
             global_batch_size=engine.global_batch, parameters=count_params(cfg.model, cfg.width),
             data=dict(source=data.source, train_images=len(data.train),

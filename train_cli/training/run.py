@@ -17,6 +17,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
+from train_cli import streams
 from train_cli.cluster import launched_role
 from train_cli.cluster.process_group import join
 from train_cli.config import RESUMABLE_OVERRIDES, flag, validate
@@ -82,7 +83,12 @@ def resume(path, overrides=None, progress_bar=None):
     if ckpt.meta["model"] != cfg.model:
         raise UserError(f"{folder.file(CHECKPOINT)} holds a {ckpt.meta['model']!r} model but "
                         f"{folder.file(CONFIG)} says {cfg.model!r}; the folder is inconsistent")
-    workers = folder.read_json(CONFIG).get("workers", 1)
+    saved = folder.read_json(CONFIG)
+    if saved.get("random_streams", 1) != streams.VERSION:  # another shuffle, augmentation...
+        raise UserError(f"{folder} was trained by swishtrain {saved.get('swishtrain', '?')}, "
+                        "which drew its data order, augmentation and dropout differently: "
+                        "resuming it here would not continue the same run; start a new run")
+    workers = saved.get("workers", 1)
     how = resume_command(folder.path, workers)
     if workers > 1 and launched_role() != "worker":
         raise UserError(f"{folder} was trained by {workers} workers; resume it the same way: {how}")
