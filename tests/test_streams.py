@@ -13,17 +13,18 @@ def test_no_two_streams_of_a_run_coincide():
         for epoch in range(4):
             keyed += [(streams.SHUFFLE, seed, (epoch,)), (streams.DROPOUT, seed, (epoch,))]
             keyed += [(streams.AUGMENT, seed, (epoch, offset)) for offset in (0, 1, 128, 256)]
-    firsts = {tuple(np.random.default_rng(streams.SPLIT_SEED).integers(0, 2**63, size=4)):
-              "the held-out split's permutation"}
+    keyed.append((streams.HELD_OUT, streams.SPLIT_SEED, ()))
+    firsts = {}
     for tag, seed, keys in keyed:
         draw = tuple(streams.generator(tag, seed, *keys).integers(0, 2**63, size=4))
         assert draw not in firsts, f"{(tag, seed, keys)} repeats the stream of {firsts[draw]}"
         firsts[draw] = (tag, seed, keys)
     seeds = [streams.mxnet_seed(tag, seed, *keys) for tag, seed, keys in keyed]
     assert len(set(seeds)) == len(seeds)
-    # the held-out images are those of every earlier version (runs validated on them)
-    np.testing.assert_array_equal(streams.held_out_order(1000),
+    # a version-1 run (swishtrain 0.1) evaluates on the images it held out then
+    np.testing.assert_array_equal(streams.held_out_order(1000, version=1),
                                   np.random.default_rng(2018).permutation(1000))
+    assert not np.array_equal(streams.held_out_order(1000), streams.held_out_order(1000, 1))
 
 
 def test_the_old_trailing_zero_collision_is_gone():

@@ -11,20 +11,14 @@ tags no key list is a zero-padded prefix of another's; tests/test_streams.py che
 """
 import numpy as np
 
-INIT, SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3, 4  # never renumber: runs replay them
-# Runs record which version of these streams drew them (config.json "random_streams"); a run of
-# another version cannot be resumed exactly. Version 1 had no tags.
+INIT, SHUFFLE, AUGMENT, DROPOUT, HELD_OUT = 1, 2, 3, 4, 5  # never renumber: runs replay them
+# Runs record which version of these streams drew them (config.json "random_streams"): a run of
+# another version cannot be resumed exactly, and its held-out images are drawn its own way.
+# Version 1 (swishtrain 0.1) had no tags.
 VERSION = 2
 # The held-out validation and test images depend on no --seed: every seed of a study, and every
-# run of a comparison, validates and tests on the same images. This permutation is drawn as it
-# always was (default_rng(2018)), so the held-out images of runs of every version agree; its
-# entropy [2018] has one entry, so no tagged stream ([seed, tag, ...], tag > 0) repeats it.
+# run of a comparison, validates and tests on the same images.
 SPLIT_SEED = 2018
-
-
-def held_out_order(n):
-    """The fixed permutation of the n training images from whose end held-out splits come."""
-    return np.random.default_rng(SPLIT_SEED).permutation(n)
 
 
 def generator(tag, seed, *keys):
@@ -35,6 +29,14 @@ def generator(tag, seed, *keys):
 def mxnet_seed(tag, seed, *keys):
     """A 31-bit seed for MXNet's global generator (mx.random.seed) for one stream."""
     return int(np.random.SeedSequence(_entropy(tag, seed, keys)).generate_state(1)[0] >> 1)
+
+
+def held_out_order(n, version=VERSION):
+    """The fixed permutation of n training images whose end the held-out splits are cut from,
+    as the given version of these streams drew it (so old runs evaluate on their own images)."""
+    if version < 2:
+        return np.random.default_rng(SPLIT_SEED).permutation(n)
+    return generator(HELD_OUT, SPLIT_SEED).permutation(n)
 
 
 def _entropy(tag, seed, keys):

@@ -243,3 +243,15 @@ def test_hostile_archive_members_are_refused(tmp_path, add, message):
         data.extract(archive, root)
     assert set(tmp_path.rglob("*")) == before  # nothing written anywhere
     assert not Path("/tmp/swishtrain-evil-abs").exists()
+
+
+def test_a_version_1_run_holds_out_the_images_it_held_out_then(tmp_path):
+    """swishtrain 0.1 cut held-out splits from default_rng(2018)'s permutation; evaluating such a
+    run must use those images, and a current run its own tagged stream."""
+    write_cifar(tmp_path)
+    full = data.load_cifar10(tmp_path, warn=lambda m: None).train
+    old = data.load_cifar10(tmp_path, val_split=50, warn=lambda m: None, streams_version=1)
+    legacy = np.sort(np.random.default_rng(2018).permutation(len(full))[-50:])
+    np.testing.assert_array_equal(old.val.images, full.images[legacy])
+    new = data.load_cifar10(tmp_path, val_split=50, warn=lambda m: None)
+    assert not np.array_equal(new.val.images, old.val.images)

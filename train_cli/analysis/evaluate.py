@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from train_cli.config import validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.errors import UserError
-from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, RunFolder
+from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, RunFolder
 
 SPLITS = ("test", "val", "train")
 PARAMS = {"best": BEST_PARAMS, "last": CHECKPOINT}
@@ -68,7 +68,8 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
                 else "try --params best")
         raise UserError(f"{weights} is missing ({hint}); nothing to evaluate")
     data = load_cifar10(data_dir or cfg.data_dir or default_data_dir(), cfg.val_split,
-                        cfg.test_split, warn=warn)
+                        cfg.test_split, warn=warn,
+                        streams_version=run.read_json(CONFIG).get("random_streams", 1))
     images = pick_split(data, split)
 
     # the network (and with it the fused Swish library) only now, after the cheap checks

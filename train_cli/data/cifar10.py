@@ -261,12 +261,13 @@ def _read_pickle(path):
 
 # -----------------------------------------------------------------------------
 def load_cifar10(root, val_split=0, test_split=0, url=None, md5=ARCHIVE_MD5, progress=True,
-                 warn=print):
+                 warn=print, streams_version=streams.VERSION):
     """Find/download CIFAR-10 under root and return its splits as in-memory arrays.
 
     val_split / test_split hold out that many training images, chosen by a permutation that
-    depends on no --seed: validation the last val_split of it, test the test_split before them
-    (so a run's validation images do not change when a test split is carved too).
+    depends on no --seed (streams.held_out_order; a run evaluates with its own version):
+    validation the last val_split of it, test the test_split before them (so a run's validation
+    images do not change when a test split is carved too).
     """
     fmt, folder = prepare(root, url=url, md5=md5, progress=progress)
     parts = [read_batch(fmt, folder, name) for name in TRAIN_BATCHES]
@@ -283,7 +284,8 @@ def load_cifar10(root, val_split=0, test_split=0, url=None, md5=ARCHIVE_MD5, pro
         asked = f"--val-split {val_split}" + (f" with --test-split {test_split}" * bool(test_split))
         raise UserError(f"{asked} leaves no training images (the copy in {folder} has "
                         f"{len(train)}); use a smaller number")
-    order = streams.held_out_order(len(train)) if val_split or test_split else None
+    order = streams.held_out_order(len(train), streams_version) if val_split or test_split \
+        else None
 
     def held(start, stop):
         idx = np.sort(order[len(order) - stop:len(order) - start])
