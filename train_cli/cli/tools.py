@@ -17,9 +17,10 @@ from train_cli.cluster.launch import STALL_SECONDS  # stdlib only: --help stays 
 @click.option("--root-uri", default="127.0.0.1", show_default=True,
               help="Address of this machine where the scheduler listens (with --hostfile).")
 @click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
-              help="When a process of the job fails (dies, hangs, loses its host), stop the "
-                   "rest and start the whole job again from the run's last completed epoch, up "
-                   "to this many times.")
+              help="When a process of the job is lost (killed by a signal, hung, or cut off "
+                   "with its host), stop the rest and start the whole job again from the run's "
+                   "last completed epoch, up to this many times. A process that exits with an "
+                   "error is not restarted: the same steps would fail the same way.")
 @click.option("--stall-timeout", metavar="SECONDS", type=click.FloatRange(min=0),
               default=STALL_SECONDS, show_default=True,
               help="End the job as hung (a failure, restarted by --max-restarts) when no worker "

@@ -11,7 +11,7 @@ start on the listed hosts over ssh (round-robin) and the scheduler runs here, on
 remote process runs under `supervise` (`python -m train_cli.cluster.launch CMD`), which relays its
 output, reports its CPU time, and ends it when its standard input closes: the launcher closes it
 to stop the job, and it also closes when the ssh connection or the launcher itself dies, so no
-process outlives the job on any host. tests/test_multihost.py runs this path on network
+process outlives the job on any host. tests/cluster/test_multihost.py runs this path on network
 namespaces with an sshd of their own.
 """
 import datetime
@@ -95,6 +95,17 @@ class Process:
                 return "could not be started over ssh (exit 255; see ssh's message above)"
             return "lost its ssh connection (exit 255)"
         return describe_exit(code)
+
+    def lost(self):
+        """Whether the process was lost rather than failed: killed by a signal (the OOM killer,
+        a preempted host, a person), or cut off with its ssh connection. Only that is worth a
+        restart: a worker that exited with an error (1: divergence, a preflight, the data; 2: a
+        usage error) would fail again the same way, since a resumed run repeats the same steps.
+        """
+        code = self.popen.returncode
+        if self.host is None:
+            return code is not None and code < 0
+        return bool(self.remote_signal) or (code == 255 and self.remote_pid is not None)
 
     def saw_cpu(self, seconds, now, state=None):
         """Record a CPU-time reading; a worker that used CPU since the last one progressed."""
@@ -495,9 +506,7 @@ class Job:
                 first = failed[0]
                 first.forwarder.join(timeout=2)  # its last words say how it ended
                 raise JobFailed(f"{first.name} {first.exit_description()}; stopped the other "
-                                "processes of the job",
-                                restartable=not (first.role == "worker" and
-                                                 first.popen.returncode == 2))
+                                "processes of the job", restartable=first.lost())
             if all(p.popen.poll() == 0 for p in self.workers):
                 workers_done = workers_done or time.monotonic()
                 if all(p.popen.poll() == 0 for p in self.processes) or \
