@@ -515,3 +515,16 @@ def test_compare_needs_a_run_dir(run_cli):
 def test_compare_errors_raise_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         compare([tmp_path / "missing"])
+
+
+def test_runs_recorded_before_an_option_existed_group_with_its_default(tmp_path):
+    """config.json of an older swishtrain lacks shuffle, input_norm and test_split: those runs
+    had the defaults, so they are the same experiment as new runs with the defaults."""
+    make_run(tmp_path / "new", [0.5, 0.6], seed=1)
+    old = make_run(tmp_path / "old", [0.5, 0.7], seed=2)
+    saved = json.loads((old / "config.json").read_text())
+    for key in ("shuffle", "input_norm", "test_split"):
+        del saved["config"][key]
+    (old / "config.json").write_text(json.dumps(saved))
+    (group,) = compare([tmp_path]).groups
+    assert len(group.runs) == 2 and group.label == "vgg16_bn"

@@ -24,6 +24,7 @@ from train_cli.analysis import stats as st
 from train_cli.analysis.stats import CONFIDENCE, MAX_SEEDS, POWER, RESAMPLES, bootstrap_diff
 from train_cli.analysis.table import SELECTED_ON_TEST
 from train_cli.analysis.table import format_table as _format_table
+from train_cli.config import from_dict, to_dict
 from train_cli.errors import UserError
 from train_cli.runfolder import CONFIG, METRICS, SUMMARY, RunFolder, best_row
 
@@ -286,6 +287,10 @@ def load_run(folder):
     config = _read_json(run, CONFIG)
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         return str(folder), f"{CONFIG} is unreadable or not a swishtrain config; skipped"
+    try:  # options added since the run was made take their defaults, as the run had them
+        config["config"] = to_dict(from_dict(config["config"]))
+    except (UserError, TypeError) as e:
+        return str(folder), f"{CONFIG} holds an invalid option ({e}); skipped"
     summary = _read_json(run, SUMMARY) if run.has(SUMMARY) else None
     notes = []
     if run.has(SUMMARY) and not _valid_summary(summary):
