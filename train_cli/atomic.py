@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from train_cli.errors import UserError
+from train_cli.errors import UserError, last_line
 
 
 def atomic_write(path, write, then="resume the run"):
@@ -53,8 +53,7 @@ def atomic_write_json(path, obj):
 def _reason(error):
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    lines = str(error).strip().splitlines()
-    return lines[-1] if lines else type(error).__name__
+    return last_line(error)
 
 
 def fsync_dir(folder):

@@ -8,6 +8,13 @@ EXIT_FAILURE = 1  # the run could not be done (data, files, divergence)
 EXIT_USAGE = 2  # the command line or config file is wrong (click's convention)
 
 
+def last_line(error):
+    """What an exception says, in one line: MXNet's messages carry a C++ traceback, whose last
+    line is the one that says what failed."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1].removeprefix("MXNetError: ") if lines else type(error).__name__
+
+
 class UserError(Exception):
     """A problem the user can fix; the message names the problem and the fix."""
 

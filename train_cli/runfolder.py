@@ -11,8 +11,10 @@ training/recorder.py is the only writer; training (resume), analysis (compare, e
 tests read through this module. No mxnet here.
 """
 import csv
+import datetime
 import io
 import json
+import os
 from pathlib import Path
 
 from train_cli.config import from_dict
@@ -23,6 +25,14 @@ STUDY = "study.json"
 BEST_PARAMS, CHECKPOINT = "best.params", "last.ckpt"
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "epoch_seconds", "train_img_per_s", "skipped_steps"]
+
+
+def default_run_dir(model, stamp=None):
+    """runs/<model>-<timestamp>; a launcher sets the stamp (SWISHTRAIN_RUN_STAMP) so that every
+    worker of a job names the same folder."""
+    stamp = stamp or os.environ.get("SWISHTRAIN_RUN_STAMP") or \
+        datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"runs/{model}-{stamp}"
 
 
 def best_row(rows):

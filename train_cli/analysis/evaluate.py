@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from train_cli.config import validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
-from train_cli.errors import UserError
+from train_cli.errors import UserError, last_line
 from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, RunFolder
 
 SPLITS = ("test", "val", "train")
@@ -94,8 +94,5 @@ def _load_params(engine, path, model):
     try:
         engine.load_params(path)
     except (mx.base.MXNetError, AssertionError, ValueError) as e:
-        # MXNet's messages carry a C++ traceback; the last line is the one that says what failed
-        lines = str(e).strip().splitlines() or [type(e).__name__]
-        why = lines[-1].removeprefix("MXNetError: ")
         raise UserError(f"{path} cannot be loaded into this run's {model} network "
-                        f"({why}); the file is corrupt or from another model") from None
+                        f"({last_line(e)}); the file is corrupt or from another model") from None

@@ -257,8 +257,8 @@ class TrainOptions:
             return cls(tuple(args), run_dir, cfg.kvstore if cfg else "dist_sync",
                        values.get("gpus") or (cfg.gpus if cfg else ()), resumable)
         cfg = build_config(values, params.get("config_file"))  # fails early on a bad value
-        # as training/run.py default_run_dir names it, with the stamp the launcher gives
-        run_dir = cfg.run_dir or f"runs/{cfg.model}-{stamp}"
+        from train_cli.runfolder import default_run_dir
+        run_dir = cfg.run_dir or default_run_dir(cfg.model, stamp)  # the name workers give it
         path = Path(run_dir)
         fresh = not path.exists() or (path.is_dir() and not any(path.iterdir()))
         kvstore = cfg.kvstore if cfg.kvstore.startswith("dist") else "dist_sync"
@@ -293,7 +293,7 @@ class TrainOptions:
 def run_stamp():
     """The job's timestamp, which the workers name a default run folder with."""
     return os.environ.get("SWISHTRAIN_RUN_STAMP") or \
-        datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        datetime.datetime.now().strftime("%Y%m%d-%H%M%S")  # runfolder.default_run_dir's form
 
 
 def user_threads():

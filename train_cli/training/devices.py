@@ -18,7 +18,7 @@ import math
 import os
 import sys
 
-from train_cli.errors import UsageError, UserError
+from train_cli.errors import UsageError, UserError, last_line
 
 WHEEL_ARCHES = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))  # SASS in mxnet-cu11x 1.9.1 wheels
 NVRTC_NEWEST = (8, 6)  # nvidia-cuda-nvrtc-cu11 11.7 compiles for compute_86 at most
@@ -89,8 +89,7 @@ class CudaProbe:
         try:
             (mx.nd.ones((2, 2), ctx=mx.gpu(gpu)) * 2).sum().asscalar()
         except mx.base.MXNetError as e:
-            lines = [line for line in str(e).strip().splitlines() if line.strip()]
-            return lines[-1] if lines else "MXNetError"
+            return last_line(e)
         return None
 
     def free_bytes(self, device_type, device_id):

@@ -10,8 +10,6 @@ stops it. In a distributed job every worker runs this; the process group answers
 about the job, and only the primary's recorder writes the run folder.
 """
 import dataclasses
-import datetime
-import os
 import resource
 import shlex
 import time
@@ -25,7 +23,14 @@ from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.errors import Stopped, UsageError, UserError
 from train_cli.model.vgg import shape_model
-from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, RunFolder, best_row
+from train_cli.runfolder import (
+    BEST_PARAMS,
+    CHECKPOINT,
+    CONFIG,
+    RunFolder,
+    best_row,
+    default_run_dir,
+)
 from train_cli.training import checkpoint
 from train_cli.training.devices import make_contexts, preflight_memory
 from train_cli.training.engine import Engine
@@ -54,13 +59,6 @@ class RunState:
     def meta(self, cfg):
         """The checkpoint's meta record for this state."""
         return dict(model=cfg.model, width=cfg.width, **dataclasses.asdict(self))
-
-
-def default_run_dir(model):
-    """runs/<model>-<timestamp>; a launcher sets the stamp so every worker names one folder."""
-    stamp = os.environ.get("SWISHTRAIN_RUN_STAMP") or \
-        datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"runs/{model}-{stamp}"
 
 
 def train(cfg, overwrite=False, progress_bar=None):
