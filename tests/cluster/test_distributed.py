@@ -206,6 +206,22 @@ def test_gpus_are_split_per_host(run_cli, tmp_path):
         assert f"DMLC_NODE_HOST={hosts[i]} " in command and "train_cli.cluster.launch" in command
 
 
+def test_a_launched_run_with_split_gpus_resumes_with_the_same_split(run_cli, tmp_path):
+    """config.json's gpus are rank 0's share (0,1); the job's whole list (0,1,2,3) is recorded
+    too, so `launch -- --resume` gives each worker its share again, not a share of a share."""
+    import json
+
+    from train_cli.config import TrainConfig, to_dict
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = to_dict(TrainConfig(gpus=(0, 1), kvstore="dist_sync", run_dir=str(run_dir)))
+    (run_dir / "config.json").write_text(json.dumps(
+        {"config": cfg, "workers": 2, "job_gpus": [0, 1, 2, 3], "random_streams": 2}))
+    plan = dry_run(run_cli, "-n", "2", "--", "--resume", run_dir, "--epochs", "5")
+    assert gpus_of(plan["worker 0"][1]) == "0,1" and gpus_of(plan["worker 1"][1]) == "2,3"
+    assert "SWISHTRAIN_JOB_GPUS=0,1,2,3" in plan["worker 0"][1]
+
+
 def test_each_worker_can_get_its_own_gpus_but_none_twice(run_cli):
     plan = dry_run(run_cli, "-n", "2", "--worker-gpus", "3", "--worker-gpus", "1,2")
     assert gpus_of(plan["worker 0"][1]) == "3" and gpus_of(plan["worker 1"][1]) == "1,2"

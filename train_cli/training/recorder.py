@@ -17,6 +17,7 @@ import numpy as np
 
 from train_cli import __version__, streams, threads
 from train_cli.atomic import atomic_write, atomic_write_bytes, atomic_write_json
+from train_cli.cluster import launched_job_gpus
 from train_cli.config import to_dict
 from train_cli.errors import UserError
 from train_cli.model.vgg import count_params
@@ -93,6 +94,7 @@ class RunRecorder:
         atomic_write_json(self.folder.file(CONFIG), dict(
             swishtrain=__version__, random_streams=streams.VERSION, config=to_dict(cfg),
             devices=[str(c) for c in engine.contexts], workers=workers,
+            job_gpus=list(launched_job_gpus() or cfg.gpus),
             global_batch_size=engine.global_batch, parameters=count_params(cfg.model, cfg.width),
             data=dict(source=data.source, train_images=len(data.train),
                       val_images=len(data.val), val_is_test=data.val_is_test,
