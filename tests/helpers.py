@@ -1,6 +1,8 @@
 """Test helpers: tiny synthetic CIFAR-10 copies in the real file formats."""
 import io
+import os
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -51,6 +53,23 @@ def make_tar_gz(members):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def launched_pids(out):
+    """Every pid of every job `swishtrain launch` started (from its "[launch] scheduler" lines)."""
+    return [int(pid) for line in out.splitlines() if line.startswith("[launch] scheduler")
+            for pids in re.findall(r"pids? ([\d, ]+)", line.replace(")", " "))
+            for pid in pids.replace(",", " ").split()]
+
+
+def assert_all_gone(pids):
+    """Fail naming the first of pids that is still running."""
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"process {pid} is still running")
 
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout: configs/, README.md

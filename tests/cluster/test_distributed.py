@@ -12,7 +12,7 @@ import pytest
 
 from train_cli.runfolder import read_metrics
 
-from helpers import write_cifar
+from helpers import assert_all_gone, launched_pids, write_cifar
 
 TRAIN = ["--model", "vgg11_bn", "--width", "0.125", "--batch-size", "10", "--lr", "0.05",
          "--eval-batch-size", "32", "--momentum", "0", "--augment", "none"]
@@ -100,23 +100,13 @@ def start_launcher(data_dir, run_dir, *options):
     pids = None
     for line in proc.stdout:
         if line.startswith("[launch] scheduler"):
-            pids = [int(p) for p in re.findall(r"pids? ([\d, ]+)", line.replace(")", " "))
-                    for p in p.replace(",", " ").split()]
+            pids = launched_pids(line)
             break
     deadline = time.time() + 60
     while not (run_dir / "metrics.csv").exists():  # training is under way
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
     return proc, pids
-
-
-def assert_all_gone(pids):
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        raise AssertionError(f"process {pid} is still running")
 
 
 def test_a_killed_worker_ends_the_whole_job_with_a_clear_message(data_dir, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from train_cli.cluster.launch import TrainOptions
 from train_cli.runfolder import METRIC_FIELDS, read_metrics
 
-from helpers import write_cifar
+from helpers import assert_all_gone, launched_pids, write_cifar
 
 # 3 epochs of 25 steps; momentum on, so the optimiser state must come back exactly too
 TRAIN = ["--model", "vgg11_bn", "--width", "0.125", "--batch-size", "10", "--lr", "0.05",
@@ -58,22 +58,6 @@ def start(data_dir, run_dir, *options):
         assert time.time() < deadline and proc.poll() is None, head
         time.sleep(0.02)
     return proc, head
-
-
-def launched_pids(out):
-    """Every pid of every job the launcher started (from its "[launch] scheduler" lines)."""
-    return [int(pid) for line in out.splitlines() if line.startswith("[launch] scheduler")
-            for pids in re.findall(r"pids? ([\d, ]+)", line.replace(")", " "))
-            for pid in pids.replace(",", " ").split()]
-
-
-def assert_all_gone(pids):
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        raise AssertionError(f"process {pid} is still running")
 
 
 def assert_same_run(run_dir, reference):
