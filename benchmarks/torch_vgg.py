@@ -73,6 +73,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-format", choices=["auto", "nchw", "channels_last"],
+                        default="auto", help="auto: measure both, report the faster")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
@@ -81,10 +83,12 @@ def main():
     model = lambda: vgg(depth, "_bn" in args.model, args.act, args.width)  # noqa: E731
     rates = {fmt: measure(model, mf, args.batch_size, args.steps, args.repeats)
              for fmt, mf in (("nchw", torch.contiguous_format),
-                             ("channels_last", torch.channels_last))}
+                             ("channels_last", torch.channels_last))
+             if args.memory_format in ("auto", fmt)}
     best = max(rates, key=rates.get)
     result = {"framework": f"pytorch {torch.__version__}", "model": args.model, "act": args.act,
               "threads": torch.get_num_threads(), "train_img_per_s": rates[best],
+              "capability": torch.backends.cpu.get_cpu_capability(),
               "memory_format": best, "by_memory_format": rates}
     print(json.dumps(result) if args.json else
           f"{args.model}/{args.act}: {rates[best]:.1f} img/s ({best}; {rates})")

@@ -5,8 +5,22 @@ SiLU) as separate processes, alternating, for several rounds; each figure is the
 rounds of a ratio taken within the round, so slow drifts of the machine cancel out. With
 --data-dir, one real training epoch also reports the peak memory of a full CIFAR-10 process.
 
-    python benchmarks/vs_pytorch.py --rounds 3 [--data-dir ../shared/data/cifar10]
+ISA classes (--isa, benchmarks/isa.py): each child runs with the math libraries capped at that
+class (`avx2`: DNNL_MAX_CPU_ISA=AVX2 for both oneDNNs, ATEN_CPU_CAPABILITY=avx2,
+MKL_ENABLE_INSTRUCTIONS=AVX2, OPENBLAS_CORETYPE=Haswell), so an AVX-512 machine also measures
+the common AVX2-only CPUs. By default every class this CPU can run (avx2, and avx512 where it has
+AVX-512), interleaved within each round; the table has one column per class.
+
+--quick measures the train step alone (benchmarks/mx_train_step.py: the same Engine, step and
+sgemm ceiling as `swishtrain bench`, without its epoch / evaluation / pipeline figures, which
+take minutes per run at full width under the AVX2 cap). --variant NAME:KEY=VAL,... adds, in
+every round, a vgg16_bn run of ours with extra environment variables, reported as a paired
+ratio against the plain one (e.g. --variant agg0:MXNET_OPTIMIZER_AGGREGATION_SIZE=0).
+
+    python benchmarks/vs_pytorch.py --rounds 3 [--isa avx2 --isa avx512] [--quick]
+                                    [--data-dir ../shared/data/cifar10]
 """
+# ruff: noqa: E402
 import argparse
 import json
 import os
@@ -17,24 +31,61 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import isa as isa_mod  # noqa: I001
 
 
-def run_json(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+def run_json(cmd, env):
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    out = proc.stdout
     return json.loads(out[out.index("{"):])
 
 
-def ours(model, args):
-    return run_json([sys.executable, "-m", "train_cli", "bench", "--model", model,
-                     "--width", str(args.width), "--batch-size", str(args.batch_size),
-                     "--steps", str(args.steps), "--repeats", str(args.repeats), "--json"])
+def ours(model, args, env, extra_args=()):
+    if args.quick:
+        cmd = [sys.executable, str(HERE / "mx_train_step.py"), "--model", model]
+    else:
+        cmd = [sys.executable, "-m", "train_cli", "bench", "--model", model]
+    extra = dict(a.split("=", 1) for a in extra_args)
+    return run_json(cmd + ["--width", str(args.width), "--batch-size",
+                           extra.pop("--batch-size", str(args.batch_size)),
+                           "--steps", str(args.steps), "--repeats", str(args.repeats),
+                           "--json"] + [x for kv in extra.items() for x in kv], env)
 
 
-def torch_ref(act, args):
-    return run_json([sys.executable, str(HERE / "torch_vgg.py"), "--model", "vgg16_bn",
-                     "--act", act, "--width", str(args.width), "--batch-size",
-                     str(args.batch_size), "--steps", str(args.steps), "--repeats",
-                     str(args.repeats), "--json"])
+def torch_ref(act, args, env, memory_format):
+    cmd = [sys.executable, str(HERE / "torch_vgg.py"), "--model", "vgg16_bn", "--act", act,
+           "--width", str(args.width), "--batch-size", str(args.batch_size), "--steps",
+           str(args.steps), "--repeats", str(args.repeats), "--json", "--memory-format",
+           memory_format]
+    return run_json(cmd, env)
+
+
+def onednn_check(isa):
+    """The ISA each framework's oneDNN reports under this cap (a 1-second tiny convolution)."""
+    env = isa_mod.environ(isa)
+    env.update({"MKLDNN_VERBOSE": "1", "DNNL_VERBOSE": "1", "ONEDNN_VERBOSE": "1",
+                "OMP_NUM_THREADS": "1"})
+    snippets = {
+        "mxnet": "import mxnet as mx; x = mx.nd.ones((2, 32, 8, 8));"
+                 " w = mx.nd.ones((32, 32, 3, 3));"
+                 " mx.nd.Convolution(x, w, kernel=(3, 3), num_filter=32, no_bias=True)"
+                 ".wait_to_read()",
+        "torch": "import torch; print('aten', torch.backends.cpu.get_cpu_capability());"
+                 " torch.nn.functional.conv2d(torch.ones(2, 32, 8, 8), torch.ones(32, 32, 3, 3))",
+    }
+    found = {}
+    for name, code in snippets.items():
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True).stdout
+        impls = sorted({line.split("convolution,")[1].split(",")[0] for line in out.splitlines()
+                        if ",exec," in line and ",convolution," in line})
+        aten = [line.split()[1] for line in out.splitlines() if line.startswith("aten ")]
+        found[name] = (f"{isa_mod.onednn_isa(out)}; conv {', '.join(impls)}"
+                       + (f"; ATen {aten[0]}" if aten else ""))
+    return found
 
 
 def real_epoch(data_dir):
@@ -48,6 +99,17 @@ def real_epoch(data_dir):
         return json.loads(Path(f"{tmp}/run/summary.json").read_text()), row
 
 
+def parse_variant(text):
+    """NAME:KEY=VAL,... -> (name, environment, extra arguments); keys starting with -- are
+    arguments of the child (e.g. --batch-size=64), the others environment variables."""
+    name, _, assignments = text.partition(":")
+    pairs = [a for a in assignments.split(",") if a]
+    if not name or not pairs or not all("=" in a for a in pairs):
+        raise argparse.ArgumentTypeError("--variant NAME:KEY=VALUE[,KEY=VALUE...]")
+    env = dict(a.split("=", 1) for a in pairs if not a.startswith("--"))
+    return name, env, tuple(a for a in pairs if a.startswith("--"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -55,54 +117,135 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--isa", action="append", choices=sorted(isa_mod.CAPS),
+                        help="ISA class to measure (repeatable); default: avx2, and avx512 where "
+                             "this CPU has AVX-512")
+    parser.add_argument("--quick", action="store_true",
+                        help="train step only (benchmarks/mx_train_step.py), not swishtrain bench")
+    parser.add_argument("--no-swish", action="store_true", help="skip the Swish/SiLU runs")
+    parser.add_argument("--torch-format", default="auto", choices=["auto", "nchw",
+                                                                   "channels_last"],
+                        help="PyTorch's memory format (auto: the first round measures both and "
+                             "the faster one of each ISA class and activation is used from then "
+                             "on)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="no PyTorch runs (for --variant comparisons)")
+    parser.add_argument("--variant", action="append", type=parse_variant, default=[],
+                        help="NAME:KEY=VAL,...: also run ours (vgg16_bn) with these variables")
+    parser.add_argument("--json", help="write every round's figures to this file")
     parser.add_argument("--data-dir", help="CIFAR-10 folder: also measure a training process's "
                                            "peak memory (one full epoch)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    rounds = []
+    isas = args.isa or [i for i in ("avx2", "avx512") if isa_mod.available(i)]
+    missing = [i for i in isas if not isa_mod.available(i)]
+    if missing:
+        raise SystemExit(f"this CPU cannot run {', '.join(missing)}: {isa_mod.machine_line()}")
+
+    print(f"machine: {isa_mod.machine_line()}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    checks = {}
+    for isa in isas:
+        checks[isa] = onednn_check(isa)
+        print(f"ISA cap {isa}: {isa_mod.describe(isa)}\n  MXNet oneDNN: {checks[isa]['mxnet']}"
+              f"\n  PyTorch oneDNN: {checks[isa]['torch']}", flush=True)
+
+    rounds = {isa: [] for isa in isas}
+    formats = {}  # (isa, act) -> PyTorch's faster memory format, from the first round
+
+    def torch_job(isa, act, env):
+        result = torch_ref(act, args, env, formats.get((isa, act), args.torch_format))
+        formats[(isa, act)] = result["memory_format"]
+        return result
+
     for r in range(args.rounds):
-        jobs = [("relu", lambda: ours("vgg16_bn", args)),
-                ("torch", lambda: torch_ref("relu", args)),
-                ("swish", lambda: ours("vgg16_bn_swish", args)),
-                ("torch_silu", lambda: torch_ref("silu", args))]
-        jobs = jobs[r % 4:] + jobs[:r % 4]  # rotate the order between rounds
-        got = {name: job() for name, job in jobs}
-        rounds.append(got)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v['train_img_per_s']:.1f} img/s"
-                                             for k, v in got.items()), flush=True)
+        for isa in isas:
+            env = isa_mod.environ(isa)
+            jobs = [("relu", lambda e=env: ours("vgg16_bn", args, e))]
+            if not args.ours_only:
+                jobs.append(("torch", lambda e=env, i=isa: torch_job(i, "relu", e)))
+            if not args.no_swish:
+                jobs.append(("swish", lambda e=env: ours("vgg16_bn_swish", args, e)))
+                if not args.ours_only:
+                    jobs.append(("torch_silu", lambda e=env, i=isa: torch_job(i, "silu", e)))
+            for name, extra_env, extra_args in args.variant:
+                jobs.append((name, lambda e={**env, **extra_env}, a=extra_args:
+                             ours("vgg16_bn", args, e, a)))
+            k = r % len(jobs)
+            jobs = jobs[k:] + jobs[:k]  # rotate the order between rounds
+            got = {name: job() for name, job in jobs}
+            rounds[isa].append(got)
+            print(f"round {r + 1} [{isa}]: " + ", ".join(
+                f"{k} {v['train_img_per_s']:.1f}" for k, v in got.items()) + " img/s",
+                flush=True)
 
-    def ratio(fn):
-        return statistics.median(fn(g) for g in rounds)
+    def ratio(isa, fn):
+        return statistics.median(fn(g) for g in rounds[isa])
 
-    relu = lambda g: g["relu"]  # noqa: E731
+    tr = lambda g, k: g[k]["train_img_per_s"]  # noqa: E731
     figures = [
-        ("vgg16_bn train img/s: ours / PyTorch eager", ">= 1.4",
-         ratio(lambda g: relu(g)["train_img_per_s"] / g["torch"]["train_img_per_s"])),
-        ("vgg16_bn_swish / vgg16_bn train img/s (ours)", ">= 0.95",
-         ratio(lambda g: g["swish"]["train_img_per_s"] / relu(g)["train_img_per_s"])),
+        ("vgg16_bn train img/s: ours / PyTorch eager", ">= 1.3 avx2, 1.4 avx512",
+         lambda g: tr(g, "relu") / tr(g, "torch")),
         ("vgg16_bn train GFLOP/s / sgemm ceiling", ">= 0.7",
-         ratio(lambda g: relu(g)["achieved_gflops"] / relu(g)["sgemm_gflops"])),
-        ("epoch (data + train) / pure train step", ">= 0.95",
-         ratio(lambda g: relu(g)["epoch_img_per_s"] / relu(g)["train_img_per_s"])),
-        ("evaluation / train img/s", ">= 3",
-         ratio(lambda g: relu(g)["eval_img_per_s"] / relu(g)["train_img_per_s"])),
-        ("(PyTorch: SiLU / ReLU train img/s)", "",
-         ratio(lambda g: g["torch_silu"]["train_img_per_s"] / g["torch"]["train_img_per_s"])),
+         lambda g: g["relu"]["achieved_gflops"] / g["relu"]["sgemm_gflops"]),
     ]
-    med = lambda key, run="relu": statistics.median(g[run][key] for g in rounds)  # noqa: E731
-    print(f"\nmedians over {args.rounds} rounds: ours vgg16_bn {med('train_img_per_s'):.1f}, "
-          f"vgg16_bn_swish {med('train_img_per_s', 'swish'):.1f}, PyTorch "
-          f"{med('train_img_per_s', 'torch'):.1f} ({rounds[-1]['torch']['memory_format']}) img/s; "
-          f"{med('achieved_gflops'):.0f} of {med('sgemm_gflops'):.0f} GFLOP/s")
-    print(f"{'figure':48}{'target':>10}{'measured':>10}")
-    for name, target, value in figures:
-        print(f"{name:48}{target:>10}{value:10.2f}")
+    if args.ours_only:
+        figures = figures[1:]
+        if not args.no_swish:
+            figures.append(("swish / relu train img/s (ours)", "",
+                            lambda g: tr(g, "swish") / tr(g, "relu")))
+    elif not args.no_swish:
+        figures[1:1] = [
+            ("vgg16_bn_swish train img/s: ours / PyTorch SiLU", ">= 1.3 avx2, 1.4 avx512",
+             lambda g: tr(g, "swish") / tr(g, "torch_silu")),
+            ("swish / relu train img/s (ours)", ">= PyTorch's",
+             lambda g: tr(g, "swish") / tr(g, "relu")),
+            ("(PyTorch: SiLU / ReLU train img/s)", "",
+             lambda g: tr(g, "torch_silu") / tr(g, "torch")),
+        ]
+    if not args.quick:
+        figures += [
+            ("epoch (data + train) / pure train step", ">= 0.95",
+             lambda g: g["relu"]["epoch_img_per_s"] / tr(g, "relu")),
+            ("evaluation / train img/s", ">= 3",
+             lambda g: g["relu"]["eval_img_per_s"] / tr(g, "relu")),
+        ]
+    for name, _, _ in args.variant:
+        figures.append((f"variant {name} / plain vgg16_bn (ours)", "> 1",
+                        lambda g, n=name: tr(g, n) / tr(g, "relu")))
+
+    print(f"\nmedians over {args.rounds} rounds, batch {args.batch_size}, width {args.width:g}, "
+          f"{'train step only' if args.quick else 'swishtrain bench'}:")
+    for isa in isas:
+        med = lambda key, run="relu": statistics.median(g[run][key] for g in rounds[isa])  # noqa
+        line = f"  [{isa}] ours vgg16_bn {med('train_img_per_s'):.1f} img/s"
+        if not args.ours_only:
+            line += (f", PyTorch {med('train_img_per_s', 'torch'):.1f} "
+                     f"({formats.get((isa, 'relu'))})")
+        if not args.no_swish:
+            line += f"; vgg16_bn_swish {med('train_img_per_s', 'swish'):.1f}"
+            if not args.ours_only:
+                line += (f", PyTorch SiLU {med('train_img_per_s', 'torch_silu'):.1f} "
+                         f"({formats.get((isa, 'silu'))})")
+        for name, _, _ in args.variant:
+            line += f"; {name} {med('train_img_per_s', name):.1f}"
+        print(line + f"; {med('achieved_gflops'):.0f} of {med('sgemm_gflops'):.0f} GFLOP/s")
+    print(f"\n{'figure':52}{'target':>26}" + "".join(f"{i:>10}" for i in isas))
+    for name, target, fn in figures:
+        print(f"{name:52}{target:>26}" + "".join(f"{ratio(i, fn):10.2f}" for i in isas))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "machine": isa_mod.machine_line(), "caps": {i: isa_mod.CAPS[i] for i in isas},
+            "onednn": checks, "args": {k: v for k, v in vars(args).items() if k != "variant"},
+            "variants": {n: {"env": e, "args": a} for n, e, a in args.variant},
+            "torch_formats": {f"{i}/{a}": f for (i, a), f in formats.items()}, "rounds": rounds,
+            "figures": {name: {i: ratio(i, fn) for i in isas} for name, _, fn in figures}},
+            indent=1))
     if args.data_dir:
         summary, row = real_epoch(args.data_dir)
-        print(f"{'peak RSS of a CIFAR-10 training process, MB':48}{'< 3072':>10}"
+        print(f"{'peak RSS of a CIFAR-10 training process, MB':52}{'< 3072':>26}"
               f"{summary['peak_rss_mb']:10.0f}")
-        print(f"(that real epoch: 45,000 images in {row['epoch_seconds']:.0f} s including "
-              f"validation, {row['train_img_per_s']:.1f} train img/s)")
+        print(f"(that real epoch, native ISA: 45,000 images in {row['epoch_seconds']:.0f} s "
+              f"including validation, {row['train_img_per_s']:.1f} train img/s)")
 
 
 if __name__ == "__main__":
