@@ -106,8 +106,8 @@ class Engine:
         return results, stopped
 
     def step(self, xs, ys):
-        """One optimiser step on per-device slices; returns [loss sum, correct, skipped]
-        (an NDArray, not synced)."""
+        """One optimiser step on per-device slices; returns [loss sum, correct] and, with loss
+        scaling, [..., skipped] (an NDArray, not synced)."""
         scale = self.loss_scale.scale
         with autograd.record():
             outputs = [self.net(x) for x in xs]
@@ -153,16 +153,18 @@ class Engine:
         parts = [mx.nd.concat(loss.sum(), _correct(out, y), dim=0).as_in_context(ctx)
                  for out, y, loss in zip(outputs, ys, losses)]
         total = mx.nd.add_n(*parts) if len(parts) > 1 else parts[0]
+        if not self.loss_scale.active:  # float32: nothing is ever skipped; no extra array
+            return total
         return mx.nd.concat(total, mx.nd.array([skipped], ctx=ctx), dim=0)
 
     @staticmethod
     def _collect(pending, epoch, on_batch):
         """Read a finished batch's figures (a sync point) and check the loss is finite."""
         index, stats, count = pending
-        loss_sum, correct, skipped = (float(v) for v in stats.asnumpy())
+        loss_sum, correct, *skipped = (float(v) for v in stats.asnumpy())
         if not math.isfinite(loss_sum):
             raise Diverged(epoch, index)
-        result = BatchResult(index, loss_sum, int(round(correct)), count, bool(skipped))
+        result = BatchResult(index, loss_sum, int(round(correct)), count, any(skipped))
         on_batch(result)
         return result
 
