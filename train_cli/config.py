@@ -20,7 +20,8 @@ INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
 # Options that may differ when a run is resumed: they change how long it runs, where it reads
 # data from or which GPUs (as many) it uses, never what an epoch computes.
 RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size", "gpus")
-DTYPES = ("float32", "float16")
+DTYPES = ("float32", "float16", "bfloat16")
+BFLOAT16_MIN_WIDTH = 0.5  # below it bfloat16 was slower than float32 (docs/PERFORMANCE.md)
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
 
@@ -66,9 +67,11 @@ class TrainConfig:
         "device.")
     kvstore: str = option("device",  # sum on the devices; `swishtrain launch` makes it dist_sync
         "MXNet KVStore that sums gradients: " + ", ".join(KVSTORES) + ".", choices=KVSTORES)
-    dtype: str = option("float32",  # float16 needs a GPU: MXNet's CPU kernels have no fast path
-        "Training precision: float32, or float16 (GPU only: float32 master weights and "
-        "dynamic loss scaling; steps whose gradients overflow are skipped and counted).",
+    dtype: str = option("float32",  # the low-precision kinds each need their own hardware
+        "Training precision: float32; float16 (GPU only: float32 master weights and dynamic "
+        "loss scaling; steps whose gradients overflow are skipped and counted); bfloat16 (CPU "
+        "only, needs AMX or AVX512_BF16: convolutions and dense layers in bfloat16 on float32 "
+        "weights; ~1.6x float32 at full width with AMX, slower at small widths).",
         choices=DTYPES)
     augment: str = option("crop-flip",  # the standard recipe; flip is what the blog script did
         "Training augmentation: crop-flip (pad 4, random 32x32 crop, horizontal flip), "
@@ -301,9 +304,13 @@ def validate(cfg):
     need(cfg.val_split >= 0, "val_split", f"must be 0 or more (got {cfg.val_split})")
     need(cfg.test_split >= 0, "test_split", f"must be 0 or more (got {cfg.test_split})")
     need(cfg.seed >= 0, "seed", f"must be 0 or more (got {cfg.seed})")
-    need(cfg.dtype == "float32" or cfg.gpus, "dtype",
-         "float16 needs --gpus: MXNet's CPU kernels have no float16 matrix multiply")
-    need(cfg.dtype == "float32" or cfg.kvstore != "dist_async", "dtype",
+    need(cfg.dtype != "float16" or cfg.gpus, "dtype",
+         "float16 needs --gpus: MXNet's CPU kernels have no float16 matrix multiply; on a CPU "
+         "with AMX or AVX512_BF16 use --dtype bfloat16")
+    need(cfg.dtype != "bfloat16" or not cfg.gpus, "dtype",
+         "bfloat16 runs on the CPU only (MXNet 1.9.1's bfloat16 is oneDNN's); with --gpus use "
+         "--dtype float16")
+    need(cfg.dtype != "float16" or cfg.kvstore != "dist_async", "dtype",
          "float16 cannot be combined with --kvstore dist_async: loss scaling needs the updates "
          "on the workers; use dist_sync")
     from train_cli.model.spec import check_model_name, check_width  # no mxnet import
@@ -313,10 +320,16 @@ def validate(cfg):
 
 def warnings(cfg):
     """Things that are allowed but probably not meant."""
+    found = []
     late = [s for s in cfg.lr_steps if s >= cfg.epochs]
     if late:
-        return [f"--lr-steps {_csv(late)} >= --epochs {cfg.epochs}: those steps never happen"]
-    return []
+        found.append(f"--lr-steps {_csv(late)} >= --epochs {cfg.epochs}: those steps never "
+                     "happen")
+    if cfg.dtype == "bfloat16" and cfg.width < BFLOAT16_MIN_WIDTH:
+        found.append(f"--dtype bfloat16 at --width {cfg.width:g}: with so few channels "
+                     "oneDNN's bfloat16 kernels were measured slower than float32 (0.45x at "
+                     "width 0.25); `swishtrain bench --dtype bfloat16` shows it on this CPU")
+    return found
 
 
 def _csv(values):

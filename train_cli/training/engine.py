@@ -21,6 +21,7 @@ from train_cli.model.activations import fused_allowed
 from train_cli.model.vgg import build_model
 from train_cli.mxnet_private import start_kvstore, structural_params
 from train_cli.training.devices import process_batch_size
+from train_cli.training import precision
 from train_cli.training.loss_scale import DynamicLossScale, NoLossScale
 from train_cli.training.schedule import ServerSchedule
 
@@ -38,22 +39,23 @@ class Engine:
     """A network, its trainer and the contexts it runs on, in one process of a job."""
 
     def __init__(self, cfg, contexts, group=None, train_images=None, loss_scale=None):
+        precision.enable(cfg.dtype)  # before anything runs: bfloat16 is process-wide
         self.group = group or LocalGroup()
         self.loss_scale = loss_scale or (DynamicLossScale() if cfg.dtype == "float16"
                                          else NoLossScale())
         self.contexts = contexts
-        self.dtype = cfg.dtype
+        self.dtype = precision.storage_dtype(cfg.dtype)  # of parameters and input images
         self.batch_size = process_batch_size(cfg.batch_size, contexts)  # this process's share
         self.global_batch = self.group.global_batch(self.batch_size)  # one optimiser step
         self.eval_batch_size = process_batch_size(cfg.eval_batch_size, contexts)
         self.input_norm = cfg.input_norm
-        # fused Swish operators only where they have kernels (CPU, float32): activations.py
+        # fused Swish operators only where they have kernels (CPU): activations.py
         self.net = build_model(cfg.model, cfg.width, cfg.dropout,
                                fused=fused_allowed(contexts[0].device_type, cfg.dtype))
         mx.random.seed(streams.mxnet_seed(streams.INIT, cfg.seed))  # weights: --seed alone
         self.net.initialize(ctx=contexts)
-        if cfg.dtype != "float32":
-            self.net.cast(cfg.dtype)
+        if self.dtype != "float32":
+            self.net.cast(self.dtype)
         if cfg.hybridize:
             # static_alloc/static_shape: memory planned once per shape, no per-step re-planning
             self.net.hybridize(static_alloc=True, static_shape=True)

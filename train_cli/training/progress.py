@@ -79,7 +79,7 @@ def print_header(cfg, path, engine, data, state):
     on = ", ".join(map(str, engine.contexts)) + engine.group.describe()
     echo(f"swishtrain {__version__}: {cfg.model} (width {cfg.width:g}, "
          f"{count_params(cfg.model, cfg.width):,} parameters) on {on}, "
-         f"batch {engine.global_batch}")
+         f"batch {engine.global_batch}, {cfg.dtype}")
     echo(f"data: {len(data.train):,} train / {len(data.val):,} validation ({val}) images "
          f"from {data.source}")
     if state.epochs_done >= cfg.epochs:

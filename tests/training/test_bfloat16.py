@@ -1,0 +1,145 @@
+"""`--dtype bfloat16`: who may use it, how the process is set up, and runs that train and resume.
+
+bfloat16 is process-wide in MXNet (amp wraps mx.sym/mx.nd; oneDNN fixes its ISA at its first
+primitive), so every run that trains in bfloat16 is a subprocess here. Those runs need a CPU with
+AMX or AVX512_BF16 and are skipped elsewhere; what a CPU without it gets is checked on the
+machine that has none (and by the decision functions on given flags, everywhere).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from train_cli.config import TrainConfig, validate, warnings
+from train_cli.errors import UsageError, UserError
+from train_cli.runfolder import read_metrics
+from train_cli.training import precision
+
+from helpers import TINY, write_cifar
+
+THIS_CPU = precision.bfloat16_isa(precision.cpu_flags())
+needs_bfloat16 = pytest.mark.skipif(THIS_CPU is None, reason="this CPU has no AMX/AVX512_BF16")
+
+ARGS = ["--model", "vgg11_bn_swish", "--width", "0.25", "--batch-size", "20", "--lr", "0.05",
+        "--lr-steps", "2", "--eval-batch-size", "50", "--seed", "5", "--dtype", "bfloat16"]
+
+
+@pytest.mark.parametrize("flags, isa", [
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "AVX512_CORE_AMX"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "AVX512_CORE_BF16"),
+    ({"avx2", "amx_bf16"}, None),  # AMX's bfloat16 without its tile registers is no AMX
+    ({"avx2", "fma"}, None),
+])
+def test_which_cpus_run_bfloat16_and_on_which_onednn_isa(flags, isa):
+    assert precision.bfloat16_isa(flags) == isa
+
+
+def test_a_cpu_without_bfloat16_gets_the_flags_it_lacks_and_the_fix():
+    with pytest.raises(UserError) as e:
+        precision.check_bfloat16({"avx2", "fma", "avx512f"})
+    message = str(e.value)
+    assert "amx_bf16" in message and "avx512_bf16" in message
+    assert message.endswith("use --dtype float32") and "\n" not in message
+
+
+def test_cpu_flags_are_read_as_lscpu_shows_them(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16 amx_tile\nbugs\t: x\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16", "amx_tile"}
+    assert precision.cpu_flags(tmp_path / "missing") == set()
+
+
+def test_bfloat16_keeps_float32_parameters_and_inputs():
+    assert precision.storage_dtype("bfloat16") == "float32"
+    assert precision.storage_dtype("float16") == "float16"
+    assert precision.storage_dtype("float32") == "float32"
+
+
+def test_bfloat16_is_for_the_cpu_and_float16_points_cpu_users_to_it():
+    with pytest.raises(UsageError, match="bfloat16 runs on the CPU only.*--dtype float16"):
+        validate(TrainConfig(dtype="bfloat16", gpus=(0,)))
+    with pytest.raises(UsageError, match="float16 needs --gpus.*--dtype bfloat16"):
+        validate(TrainConfig(dtype="float16"))
+    validate(TrainConfig(dtype="bfloat16", kvstore="dist_async"))  # float32 weights on servers
+
+
+def test_bfloat16_at_a_small_width_warns_that_it_was_measured_slower():
+    said = warnings(TrainConfig(dtype="bfloat16", width=0.25, epochs=40))
+    assert any("--dtype bfloat16 at --width 0.25" in w and "slower" in w for w in said)
+    assert not warnings(TrainConfig(dtype="bfloat16", width=1.0, epochs=40))
+    assert not warnings(TrainConfig(dtype="float32", width=0.25, epochs=40))
+
+
+def test_one_process_cannot_switch_between_float32_and_bfloat16():
+    precision.enable("float32")  # what every float32 engine in this test process did
+    before = dict(os.environ)
+    with pytest.raises(UserError, match="needs a process of its own"):
+        precision.enable("bfloat16", flags={"amx_bf16", "amx_tile"})
+    assert dict(os.environ) == before  # refused before it touched anything
+    from mxnet.contrib.amp import amp
+    assert not amp._amp_initialized
+
+
+def swishtrain(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "train_cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_cifar(tmp_path_factory.mktemp("cifar"), per_batch=40, test=30)
+
+
+@pytest.mark.skipif(THIS_CPU is not None, reason="this CPU runs bfloat16")
+def test_on_a_cpu_without_bfloat16_the_run_stops_before_it_starts(data_dir, tmp_path):
+    done = swishtrain("--data-dir", data_dir, "--run-dir", tmp_path / "run", *TINY,
+                      "--dtype", "bfloat16")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "Error: --dtype bfloat16 needs a CPU with AMX")
+    assert "Traceback" not in done.stderr and not (tmp_path / "run" / "last.ckpt").exists()
+
+
+@needs_bfloat16
+def test_a_bfloat16_run_uses_the_cpus_bfloat16_kernels(data_dir, tmp_path):
+    """oneDNN's log: every convolution runs in bfloat16, on AMX where the CPU has it (the ISA
+    must be set before oneDNN's first primitive, which this end-to-end run would catch)."""
+    done = swishtrain("--data-dir", data_dir, "--run-dir", tmp_path / "run", *ARGS,
+                      "--epochs", "1", env={"MKLDNN_VERBOSE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    convs = [line for line in done.stdout.splitlines()
+             if line.startswith("dnnl_verbose,exec,cpu,convolution")]
+    assert convs and all("src_bf16" in line for line in convs)
+    kernels = {line.split(",")[4] for line in convs}
+    if THIS_CPU == precision.AMX_ISA:
+        assert any("amx_bf16" in k for k in kernels), kernels
+    assert "batch 20, bfloat16" in done.stdout
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["dtype"] == "bfloat16"
+
+
+@needs_bfloat16
+def test_a_resumed_bfloat16_run_equals_one_that_ran_straight(data_dir, tmp_path):
+    """Same metrics and bit-identical float32 parameters and momentum: the master weights and
+    the optimiser state are float32 in the checkpoint, and the bfloat16 kernels deterministic."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    for run, epochs in ((straight, 3), (split, 2)):
+        done = swishtrain("--data-dir", data_dir, "--run-dir", run, *ARGS, "--epochs", epochs)
+        assert done.returncode == 0, done.stderr[-2000:]
+    done = swishtrain("resume", split, "--epochs", 3)
+    assert done.returncode == 0, done.stderr[-2000:]
+    keys = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    a, b = read_metrics(split / "metrics.csv"), read_metrics(straight / "metrics.csv")
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+    assert len(a) == 3
+    pa, pb = mx.nd.load(str(split / "last.ckpt")), mx.nd.load(str(straight / "last.ckpt"))
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        if key != "meta":  # meta holds timings
+            assert pa[key].dtype == np.float32, key
+            np.testing.assert_array_equal(pa[key].asnumpy(), pb[key].asnumpy(), err_msg=key)
