@@ -83,7 +83,9 @@ def build(path=None):
 # raw data; the kernels read the dtype and the pointer, never the description.
 _DTYPE_DEFAULT = "  default:\n    dltensor.dtype.code = 0;"
 _DTYPE_BFLOAT16 = ("  case 12:  // bfloat16 (mshadow kBfloat16): added by swishtrain\n"
-                   "    dltensor.dtype.code = kDLUInt;\n    dltensor.dtype.bits = 16;\n    break;\n")
+                   "    dltensor.dtype.code = kDLUInt;\n"
+                   "    dltensor.dtype.bits = 16;\n"
+                   "    break;\n")
 
 
 def _api_source(api, into):

@@ -20,8 +20,8 @@ from train_cli.errors import UserError
 from train_cli.model.activations import fused_allowed
 from train_cli.model.vgg import build_model
 from train_cli.mxnet_private import start_kvstore, structural_params
-from train_cli.training.devices import process_batch_size
 from train_cli.training import precision
+from train_cli.training.devices import process_batch_size
 from train_cli.training.loss_scale import DynamicLossScale, NoLossScale
 from train_cli.training.schedule import ServerSchedule
 
