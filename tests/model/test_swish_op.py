@@ -77,59 +77,6 @@ def test_swish_beta_matches_the_formula_including_the_beta_gradient(fused, hybri
     assert dbeta == pytest.approx(dbeta_ref, rel=1e-4)
 
 
-def to_bfloat16(values):
-    """float32 -> bfloat16 bit patterns, rounded to nearest-even (what oneDNN and MXNet do)."""
-    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def from_bfloat16(bits):
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
-@needs_compiler
-@pytest.mark.parametrize("beta", [None, 1.7])
-def test_bfloat16_activations_are_computed_in_float32_and_rounded_to_nearest_even(beta):
-    """`--dtype bfloat16` hands the operators bfloat16 activations (MXNet's dtype 12): values
-    and gradients are the float32 formula on the bfloat16 inputs, rounded once; beta and its
-    gradient stay float32."""
-    from mxnet.contrib.amp.amp import bfloat16
-    assert swish_op.load(), swish_op.status()
-    x = from_bfloat16(to_bfloat16(inputs(shape=(4, 8, 40, 40), seed=4)))  # exactly bfloat16
-    if beta is None:  # (with beta, a NaN would make the beta gradient NaN: checked below)
-        x.flat[6:9] = [np.nan, np.inf, -np.inf]
-    dy = from_bfloat16(to_bfloat16(np.random.default_rng(5).normal(size=x.shape)))
-    xs = mx.nd.amp_cast(mx.nd.array(x), dtype=bfloat16)
-    xs.attach_grad()
-    b = mx.nd.array([beta or 1.0])
-    b.attach_grad()
-    with autograd.record():
-        y = mx.nd.fused_swish(xs) if beta is None else mx.nd.fused_swish_beta(xs, b)
-    y.backward(mx.nd.amp_cast(mx.nd.array(dy), dtype=bfloat16))
-    assert y.dtype == bfloat16 and xs.grad.dtype == bfloat16
-    got_y = mx.nd.amp_cast(y, dtype="float32").asnumpy()
-    got_dx = mx.nd.amp_cast(xs.grad, dtype="float32").asnumpy()
-    finite = np.isfinite(x)
-    y_ref, dx_ref, dbeta_ref = reference(np.where(finite, x, 0), beta or 1.0, dy)
-    # one rounding of the float32 result: within half a bfloat16 step (2^-9 relative)
-    for got, ref in ((got_y, y_ref), (got_dx, dx_ref)):
-        np.testing.assert_allclose(got[finite], ref[finite], rtol=2 ** -8, atol=1e-30)
-        assert np.array_equal(got[finite], from_bfloat16(to_bfloat16(got[finite])))
-    # bit for bit the float32 operator's result rounded once, NaN and infinities included
-    x32 = mx.nd.array(x)
-    x32.attach_grad()
-    with autograd.record():
-        y32 = mx.nd.fused_swish(x32) if beta is None else mx.nd.fused_swish_beta(x32, b)
-    y32.backward(mx.nd.array(dy))
-    for got, f32 in ((got_y, y32), (got_dx, x32.grad)):
-        np.testing.assert_array_equal(got, from_bfloat16(to_bfloat16(f32.asnumpy())))
-    if beta is None:
-        assert np.isnan(got_y.flat[6]) and np.isnan(got_dx.flat[6])  # NaN stays NaN
-    else:
-        assert b.grad.dtype == np.float32  # summed in float32 over the bfloat16 inputs
-        assert b.grad.asnumpy()[0] == pytest.approx(dbeta_ref, rel=1e-4)
-
-
 @needs_compiler
 def test_beta_gradient_is_bit_identical_across_thread_counts(tmp_path):
     """Exact resume needs reproducible gradients: the beta reduction must not depend on threads."""

@@ -15,10 +15,10 @@ def fused_allowed(device_type, dtype):
 
     The fused operators have CPU kernels only: csrc/swish_lib.cc registers its forward and
     backward for "cpu" (MXNet 1.9.1's MXLoadLib gives a custom operator a GPU FComputeEx only
-    when a "gpu" forward is registered, so on a GPU context the op has no kernel at all), for
-    float32 and bfloat16 activations (`--dtype bfloat16` keeps float32 parameters, and amp
-    hands the operator bfloat16). So: None (fused if it loads) on the CPU in float32 or
-    bfloat16, False (the Gluon form, which runs anywhere, in any dtype) otherwise.
+    when a "gpu" forward is registered, so on a GPU context the op has no kernel at all), and
+    its InferType accepts float32 alone; under `--dtype bfloat16` amp casts its input to
+    float32 and runs it there (training/precision.py). So: None (fused if it loads) on the CPU
+    in float32 or bfloat16, False (the Gluon form, which runs anywhere, in any dtype) otherwise.
     """
     return None if device_type == "cpu" and dtype in ("float32", "bfloat16") else False
 

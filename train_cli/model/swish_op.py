@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import mxnet as mx
@@ -22,7 +21,7 @@ import mxnet as mx
 from train_cli.atomic import atomic_write
 
 SOURCES = [Path(__file__).parent / "csrc" / name for name in ("swish_lib.cc", "swish_kernels.h")]
-FLAGS = ["-shared", "-fPIC", "-std=c++14", "-O3", "-fno-trapping-math", "-fopenmp",
+FLAGS = ["-shared", "-fPIC", "-std=c++11", "-O3", "-fno-trapping-math", "-fopenmp",
          "-march=native"]  # vectorised exp needs -fno-trapping-math; never -ffast-math
 OPS = ("fused_swish", "fused_swish_beta")
 
@@ -54,7 +53,6 @@ def library_path():
     for source in SOURCES:
         h.update(source.read_bytes())
     h.update(" ".join(FLAGS).encode() + mx.__version__.encode() + _cpu_flags().encode())
-    h.update(_DTYPE_BFLOAT16.encode())  # the change to lib_api.cc (see _api_source)
     return cache_dir() / f"swish-{mx.__version__}-{h.hexdigest()[:12]}" / "libswish.so"
 
 
@@ -77,34 +75,11 @@ def build(path=None):
     return path
 
 
-# MXNet's side of the library API (src/lib_api.cc, compiled into our library) describes every
-# tensor it hands over as a DLTensor and throws for a dtype it has no DLPack code for, among them
-# bfloat16 (12), which `--dtype bfloat16` feeds the operators. Our copy describes it as 16-bit
-# raw data; the kernels read the dtype and the pointer, never the description.
-_DTYPE_DEFAULT = "  default:\n    dltensor.dtype.code = 0;"
-_DTYPE_BFLOAT16 = ("  case 12:  // bfloat16 (mshadow kBfloat16): added by swishtrain\n"
-                   "    dltensor.dtype.code = kDLUInt;\n"
-                   "    dltensor.dtype.bits = 16;\n"
-                   "    break;\n")
-
-
-def _api_source(api, into):
-    """MXNet's lib_api.cc with the bfloat16 case added, written into directory into."""
-    text = api.read_text()
-    if text.count(_DTYPE_DEFAULT) != 1:
-        raise RuntimeError(f"{api} is not the lib_api.cc this build knows how to extend "
-                           f"(MXNet {mx.__version__}; written for 1.9.1)")
-    out = Path(into) / "lib_api.cc"
-    out.write_text(text.replace(_DTYPE_DEFAULT, _DTYPE_BFLOAT16 + _DTYPE_DEFAULT))
-    return out
-
-
 def _compile(compiler, api, mxnet_root, out):
     """Run the compiler, writing the library to out; RuntimeError with its last line if it fails."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [compiler, *FLAGS, str(SOURCES[0]), str(_api_source(api, tmp)), "-o", str(out),
-               "-I", str(mxnet_root / "include"), "-I", str(SOURCES[0].parent)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [compiler, *FLAGS, str(SOURCES[0]), str(api), "-o", str(out),
+           "-I", str(mxnet_root / "include"), "-I", str(SOURCES[0].parent)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"compiling the fused Swish library failed: "
                            f"{done.stderr.strip().splitlines()[-1:]}")

@@ -1,5 +1,5 @@
-// swish_kernels.h -- shared, dependency-free Swish kernels (float, double and bfloat16
-// storage), OpenMP-parallel + SIMD-vectorised.  Compile with -O3 -fno-trapping-math -fopenmp.
+// swish_kernels.h -- shared, dependency-free Swish kernels (float/double),
+// OpenMP-parallel + SIMD-vectorised.  Compile with -O3 -fno-trapping-math -fopenmp.
 #ifndef SWISH_KERNELS_H_
 #define SWISH_KERNELS_H_
 #include <cmath>
@@ -71,67 +71,37 @@ static inline void sig_pair(double z, double* s, double* oms) {
   *oms = pos ? ed : d;
 }
 
-// --------------------------- storage types --------------------------------
-// bfloat16 is stored as the upper 16 bits of a float32 (uint16_t here: lib_api.h 1.9.1 has no
-// bfloat16 type; MXNet passes it as dtype 12, mshadow's kBfloat16). It is computed in float32
-// and rounded back to nearest-even, as oneDNN does; NaN stays NaN (quiet).
-typedef uint16_t bf16_t;
-template <typename S> struct compute_type { typedef S type; };
-template <> struct compute_type<bf16_t> { typedef float type; };
-
-static inline float load(const float* p, int64_t i) { return p[i]; }
-static inline double load(const double* p, int64_t i) { return p[i]; }
-static inline float load(const bf16_t* p, int64_t i) {
-  const uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
-  float v;
-  std::memcpy(&v, &bits, sizeof(v));
-  return v;
-}
-static inline void store(float* p, int64_t i, float v) { p[i] = v; }
-static inline void store(double* p, int64_t i, double v) { p[i] = v; }
-static inline void store(bf16_t* p, int64_t i, float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof(u));
-  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  p[i] = static_cast<bf16_t>(nan ? ((u >> 16) | 0x40u) : rounded);
-}
-
 // ----------------------------- kernels -------------------------------------
-template <typename S>
-void swish_fwd(const S* __restrict x, S* __restrict y, int64_t n,
-               typename compute_type<S>::type beta) {
-  typedef typename compute_type<S>::type T;
+template <typename T>
+void swish_fwd(const T* __restrict x, T* __restrict y, int64_t n, T beta) {
 #pragma omp parallel for simd schedule(static) if (n >= kOmpThreshold)
   for (int64_t i = 0; i < n; ++i) {
-    const T xi = load(x, i);
+    const T xi = x[i];
     T s, oms;
     sig_pair(beta * xi, &s, &oms);
-    store(y, i, xi * s);
+    y[i] = xi * s;
   }
 }
 
 // dx = dy * (s + beta*x*s*(1-s))
-template <typename S>
-void swish_bwd(const S* __restrict dy, const S* __restrict x, S* __restrict dx,
-               int64_t n, typename compute_type<S>::type beta) {
-  typedef typename compute_type<S>::type T;
+template <typename T>
+void swish_bwd(const T* __restrict dy, const T* __restrict x, T* __restrict dx,
+               int64_t n, T beta) {
 #pragma omp parallel for simd schedule(static) if (n >= kOmpThreshold)
   for (int64_t i = 0; i < n; ++i) {
-    const T xi = load(x, i);
+    const T xi = x[i];
     T s, oms;
     sig_pair(beta * xi, &s, &oms);
-    store(dx, i, load(dy, i) * (s + beta * xi * s * oms));
+    dx[i] = dy[i] * (s + beta * xi * s * oms);
   }
 }
 
 // same as above + dbeta = sum(dy * x^2 * s*(1-s)). Each fixed-size block is summed on its own
 // and the block sums are added in order, so dbeta is bit-identical whatever the thread count
 // (exact resume needs that; an OpenMP reduction adds in whatever order threads finish).
-template <typename S>
-double swish_beta_bwd(const S* __restrict dy, const S* __restrict x, S* __restrict dx,
-                      int64_t n, typename compute_type<S>::type beta) {
-  typedef typename compute_type<S>::type T;
+template <typename T>
+double swish_beta_bwd(const T* __restrict dy, const T* __restrict x, T* __restrict dx,
+                      int64_t n, T beta) {
   const int64_t block = 4096;
   const int64_t nblocks = (n + block - 1) / block;
   std::vector<double> partial(nblocks, 0.0);
@@ -141,13 +111,12 @@ double swish_beta_bwd(const S* __restrict dy, const S* __restrict x, S* __restri
     T part = T(0);
 #pragma omp simd reduction(+ : part)
     for (int64_t i = lo; i < hi; ++i) {
-      const T xi = load(x, i);
+      const T xi = x[i];
       T s, oms;
       sig_pair(beta * xi, &s, &oms);
       const T ds = s * oms;
-      const T dyi = load(dy, i);
-      store(dx, i, dyi * (s + beta * xi * ds));
-      part += dyi * xi * xi * ds;
+      dx[i] = dy[i] * (s + beta * xi * ds);
+      part += dy[i] * xi * xi * ds;
     }
     partial[b] = static_cast<double>(part);
   }

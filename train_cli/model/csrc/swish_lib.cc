@@ -12,7 +12,7 @@
  *     backward:               dx    = dy * (s + beta*x*s*(1-s))
  *                             dbeta = sum(dy * x^2 * s*(1-s))
  *
- * float32, float64 and bfloat16 (computed in float32).  Element loops are OpenMP-parallel (static schedule)
+ * float32 and float64.  Element loops are OpenMP-parallel (static schedule)
  * above a size threshold and SIMD-vectorised with a branch-free polynomial
  * exp (no libm call, so no -ffast-math needed).
  *
@@ -27,7 +27,6 @@
  *    layout by MXNet (Reorder2Default) before this code sees them.
  */
 #include <string>
-#include <type_traits>
 #include <vector>
 #include <unordered_map>
 #include "mxnet/lib_api.h"
@@ -39,22 +38,6 @@ using namespace swishk;
 
 namespace {
 int64_t numel(MXTensor& t) { return t.size(); }
-
-// mshadow's type code for bfloat16: MXNet 1.9.1 passes it through lib_api.h, which has no name
-// for it (amp bfloat16 feeds this operator bfloat16 activations).
-const int kBfloat16 = 12;
-
-bool supported(int t) { return t == kFloat32 || t == kFloat64 || t == kBfloat16; }
-
-// Call f with a null pointer of the storage type of dtype t: the one place a dtype is switched.
-template <typename F>
-bool with_storage(int t, F f) {
-  if (t == kFloat32) f(static_cast<float*>(nullptr));
-  else if (t == kFloat64) f(static_cast<double*>(nullptr));
-  else if (t == kBfloat16) f(static_cast<bf16_t*>(nullptr));
-  else return false;
-  return true;
-}
 }  // namespace
 
 // =========================== fused_swish ====================================
@@ -65,10 +48,11 @@ MXReturnValue swishForward(const std::unordered_map<std::string, std::string>& a
   MXTensor& x = inputs->at(0);
   MXTensor& y = outputs->at(0);
   const int64_t n = numel(x);
-  if (!with_storage(x.dtype, [&](auto* tag) {
-        using S = typename std::remove_pointer<decltype(tag)>::type;
-        swish_fwd<S>(x.data<S>(), y.data<S>(), n, 1);
-      })) {
+  if (x.dtype == kFloat32) {
+    swish_fwd<float>(x.data<float>(), y.data<float>(), n, 1.0f);
+  } else if (x.dtype == kFloat64) {
+    swish_fwd<double>(x.data<double>(), y.data<double>(), n, 1.0);
+  } else {
     MX_ERROR_MSG << "fused_swish: unsupported dtype " << x.dtype;
     return MX_FAIL;
   }
@@ -84,10 +68,11 @@ MXReturnValue swishBackward(const std::unordered_map<std::string, std::string>& 
   MXTensor& x = inputs->at(1);
   MXTensor& dx = outputs->at(0);
   const int64_t n = numel(x);
-  if (!with_storage(x.dtype, [&](auto* tag) {
-        using S = typename std::remove_pointer<decltype(tag)>::type;
-        swish_bwd<S>(dy.data<S>(), x.data<S>(), dx.data<S>(), n, 1);
-      })) {
+  if (x.dtype == kFloat32) {
+    swish_bwd<float>(dy.data<float>(), x.data<float>(), dx.data<float>(), n, 1.0f);
+  } else if (x.dtype == kFloat64) {
+    swish_bwd<double>(dy.data<double>(), x.data<double>(), dx.data<double>(), n, 1.0);
+  } else {
     MX_ERROR_MSG << "fused_swish: unsupported dtype " << x.dtype;
     return MX_FAIL;
   }
@@ -104,8 +89,8 @@ MXReturnValue swishParseAttrs(const std::unordered_map<std::string, std::string>
 MXReturnValue swishInferType(const std::unordered_map<std::string, std::string>& attrs,
                              std::vector<int>* intypes, std::vector<int>* outtypes) {
   const int t = intypes->at(0);
-  if (!supported(t)) {
-    MX_ERROR_MSG << "fused_swish: expected float32/float64/bfloat16 input, got dtype " << t;
+  if (t != kFloat32 && t != kFloat64) {
+    MX_ERROR_MSG << "fused_swish: expected float32/float64 input, got dtype " << t;
     return MX_FAIL;
   }
   outtypes->at(0) = t;
@@ -148,10 +133,11 @@ MXReturnValue swishBetaForward(const std::unordered_map<std::string, std::string
   }
   MXTensor& y = outputs->at(0);
   const int64_t n = numel(x);
-  if (!with_storage(x.dtype, [&](auto* tag) {
-        using S = typename std::remove_pointer<decltype(tag)>::type;
-        swish_fwd<S>(x.data<S>(), y.data<S>(), n, beta);
-      })) {
+  if (x.dtype == kFloat32) {
+    swish_fwd<float>(x.data<float>(), y.data<float>(), n, static_cast<float>(beta));
+  } else if (x.dtype == kFloat64) {
+    swish_fwd<double>(x.data<double>(), y.data<double>(), n, beta);
+  } else {
     MX_ERROR_MSG << "fused_swish_beta: unsupported dtype " << x.dtype;
     return MX_FAIL;
   }
@@ -173,12 +159,14 @@ MXReturnValue swishBetaBackward(const std::unordered_map<std::string, std::strin
   MXTensor& dx = outputs->at(0);
   MXTensor& dbeta = outputs->at(1);
   const int64_t n = numel(x);
-  double g = 0.0;
-  if (with_storage(x.dtype, [&](auto* tag) {
-        using S = typename std::remove_pointer<decltype(tag)>::type;
-        g = swish_beta_bwd<S>(dy.data<S>(), x.data<S>(), dx.data<S>(), n, beta);
-      })) {
-    // beta (and so its gradient) stays float32 or float64 whatever x's dtype is
+  if (x.dtype == kFloat32) {
+    double g = swish_beta_bwd<float>(dy.data<float>(), x.data<float>(), dx.data<float>(), n,
+                                     static_cast<float>(beta));
+    if (dbeta.dtype == kFloat32) dbeta.data<float>()[0] = static_cast<float>(g);
+    else dbeta.data<double>()[0] = g;
+  } else if (x.dtype == kFloat64) {
+    double g = swish_beta_bwd<double>(dy.data<double>(), x.data<double>(), dx.data<double>(),
+                                      n, beta);
     if (dbeta.dtype == kFloat32) dbeta.data<float>()[0] = static_cast<float>(g);
     else dbeta.data<double>()[0] = g;
   } else {
@@ -198,8 +186,8 @@ MXReturnValue swishBetaParseAttrs(const std::unordered_map<std::string, std::str
 MXReturnValue swishBetaInferType(const std::unordered_map<std::string, std::string>& attrs,
                                  std::vector<int>* intypes, std::vector<int>* outtypes) {
   const int t = intypes->at(0);
-  if (!supported(t)) {
-    MX_ERROR_MSG << "fused_swish_beta: expected float32/float64/bfloat16 input, got dtype " << t;
+  if (t != kFloat32 && t != kFloat64) {
+    MX_ERROR_MSG << "fused_swish_beta: expected float32/float64 input, got dtype " << t;
     return MX_FAIL;
   }
   const int tb = intypes->at(1);
