@@ -10,18 +10,9 @@ import json
 import os
 import statistics
 
-import sys
-
 from train_cli import threads
 
 threads.configure()
-
-if "--amx" in sys.argv:  # before oneDNN runs anything: Linux grants AMX state on request only
-    import ctypes
-    # arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); oneDNN 2.4.4 does not ask itself, and
-    # an AMX instruction without the permission dies with SIGILL
-    if ctypes.CDLL(None).syscall(158, 0x1023, 18) != 0:
-        raise SystemExit("the kernel refused AMX (arch_prctl ARCH_REQ_XCOMP_PERM)")
 
 import mxnet as mx
 
@@ -41,18 +32,14 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--amp-bf16", action="store_true",
-                        help="mx.contrib.amp bfloat16: Convolution and FullyConnected in bfloat16 "
-                             "(float32 master weights), what a --dtype bfloat16 would run")
-    parser.add_argument("--amx", action="store_true", help="ask Linux for AMX state first "
-                        "(with DNNL_MAX_CPU_ISA=AVX512_CORE_AMX, oneDNN 2.4.4 then uses AMX)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="swishtrain's --dtype (bfloat16: AMX unless DNNL_MAX_CPU_ISA caps "
+                             "it lower)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.amp_bf16:
-        from mxnet.contrib import amp
-        amp.init(target_dtype="bfloat16")  # before the network is built
-    cfg = TrainConfig(model=args.model, width=args.width, batch_size=args.batch_size)
-    engine = Engine(cfg, [mx.cpu()])
+    cfg = TrainConfig(model=args.model, width=args.width, batch_size=args.batch_size,
+                      dtype=args.dtype)
+    engine = Engine(cfg, [mx.cpu()])  # first: it sets the process up for the dtype
     engine.trainer.set_learning_rate(1e-4)  # as bench: keep the weights sane
     split = synthetic_split(args.batch_size)
     images, labels = next(train_batches(split, args.batch_size, cfg.seed, 0, cfg.augment,
@@ -66,14 +53,14 @@ def main():
 
     rates = [args.batch_size * args.steps / t for t in timed(train_steps, args.repeats,
                                                               args.warmup)]
-    sgemm = gemm_gflops([mx.cpu()])
+    sgemm = gemm_gflops([mx.cpu()], args.dtype)
     gflop = 3 * engine.net.forward_flops() / 1e9
     rate = statistics.median(rates)
     result = {"model": args.model, "width": args.width, "batch_size": args.batch_size,
               "train_img_per_s": rate, "rates": rates, "gflop_per_img": gflop,
               "achieved_gflops": gflop * rate, "sgemm_gflops": max(sgemm.values()),
               "sgemm_by_backend": sgemm,
-              "amp_bf16": args.amp_bf16, "amx": args.amx,
+              "dtype": args.dtype,
               "swish": (swish_op.status() if parse_name(args.model)[2].startswith("swish")
                         else "n/a"),
               "env": {k: v for k, v in os.environ.items()

@@ -5,7 +5,9 @@ stages with max-pooling, Dense 4096 + act + Dropout 0.5 twice, Dense 10; SGD wit
 and weight decay 1e-4; batch 128 of 3x32x32), it runs with the same number of threads
 (torch.set_num_threads(OMP_NUM_THREADS)), the batch is already in memory as for swishtrain's
 train-step figure, and both memory formats are measured (NCHW and channels_last) with the
-faster one reported. It is plain eager PyTorch: no torch.compile, no mixed precision.
+faster one reported. It is plain eager PyTorch: no torch.compile; mixed precision only with
+--autocast bfloat16 (torch.autocast on the CPU: convolutions and linear layers in bfloat16 on
+float32 weights, the counterpart of swishtrain's --dtype bfloat16).
 
     python benchmarks/torch_vgg.py --model vgg16_bn --act relu --json
 """
@@ -42,7 +44,7 @@ def vgg(depth, batch_norm, act, width=1.0, classes=10):
     return nn.Sequential(*layers)
 
 
-def measure(model, memory_format, batch, steps, repeats):
+def measure(model, memory_format, batch, steps, repeats, autocast="none"):
     net = model().to(memory_format=memory_format)
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=memory_format)
@@ -51,7 +53,9 @@ def measure(model, memory_format, batch, steps, repeats):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bfloat16"):
+            loss = loss_fn(net(x), y)
+        loss.backward()
         opt.step()
 
     for _ in range(2):
@@ -75,13 +79,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-format", choices=["auto", "nchw", "channels_last"],
                         default="auto", help="auto: measure both, report the faster")
+    parser.add_argument("--autocast", default="none", choices=["none", "bfloat16"],
+                        help="torch.autocast('cpu', bfloat16) around the forward pass and loss")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
     torch.manual_seed(0)
     depth = int(args.model[3:5])
     model = lambda: vgg(depth, "_bn" in args.model, args.act, args.width)  # noqa: E731
-    rates = {fmt: measure(model, mf, args.batch_size, args.steps, args.repeats)
+    rates = {fmt: measure(model, mf, args.batch_size, args.steps, args.repeats, args.autocast)
              for fmt, mf in (("nchw", torch.contiguous_format),
                              ("channels_last", torch.channels_last))
              if args.memory_format in ("auto", fmt)}
@@ -89,7 +95,7 @@ def main():
     result = {"framework": f"pytorch {torch.__version__}", "model": args.model, "act": args.act,
               "threads": torch.get_num_threads(), "train_img_per_s": rates[best],
               "capability": torch.backends.cpu.get_cpu_capability(),
-              "memory_format": best, "by_memory_format": rates}
+              "memory_format": best, "by_memory_format": rates, "autocast": args.autocast}
     print(json.dumps(result) if args.json else
           f"{args.model}/{args.act}: {rates[best]:.1f} img/s ({best}; {rates})")
 

@@ -11,6 +11,11 @@ MKL_ENABLE_INSTRUCTIONS=AVX2, OPENBLAS_CORETYPE=Haswell), so an AVX-512 machine 
 the common AVX2-only CPUs. By default every class this CPU can run (avx2, and avx512 where it has
 AVX-512), interleaved within each round; the table has one column per class.
 
+--dtype bfloat16 (a CPU with AMX, ISA class native) measures swishtrain's --dtype bfloat16
+against PyTorch both in float32 eager (the reference of the speed targets) and under
+torch.autocast("cpu", bfloat16) (the like-for-like one), and against our own float32 step, all in
+the same rounds.
+
 --quick measures the train step alone (benchmarks/mx_train_step.py: the same Engine, step and
 sgemm ceiling as `swishtrain bench`, without its epoch / evaluation / pipeline figures, which
 take minutes per run at full width under the AVX2 cap). --variant NAME:KEY=VAL,... adds, in
@@ -49,14 +54,16 @@ def ours(model, args, env, extra_args=()):
     else:
         cmd = [sys.executable, "-m", "train_cli", "bench", "--model", model]
     extra = dict(a.split("=", 1) for a in extra_args)
-    return run_json(cmd + ["--width", str(args.width), "--batch-size",
+    return run_json(cmd + ["--dtype", extra.pop("--dtype", args.dtype), "--width",
+                           str(args.width), "--batch-size",
                            extra.pop("--batch-size", str(args.batch_size)),
                            "--steps", str(args.steps), "--repeats", str(args.repeats),
                            "--json"] + [x for kv in extra.items() for x in kv], env)
 
 
-def torch_ref(act, args, env, memory_format):
+def torch_ref(act, args, env, memory_format, autocast="none"):
     cmd = [sys.executable, str(HERE / "torch_vgg.py"), "--model", "vgg16_bn", "--act", act,
+           "--autocast", autocast,
            "--width", str(args.width), "--batch-size", str(args.batch_size), "--steps",
            str(args.steps), "--repeats", str(args.repeats), "--json", "--memory-format",
            memory_format]
@@ -119,7 +126,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--isa", action="append", choices=sorted(isa_mod.CAPS),
                         help="ISA class to measure (repeatable); default: avx2, and avx512 where "
-                             "this CPU has AVX-512")
+                             "this CPU has AVX-512 (native for --dtype bfloat16)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="our training precision (bfloat16: also PyTorch under autocast)")
     parser.add_argument("--quick", action="store_true",
                         help="train step only (benchmarks/mx_train_step.py), not swishtrain bench")
     parser.add_argument("--no-swish", action="store_true", help="skip the Swish/SiLU runs")
@@ -137,7 +146,12 @@ def main():
                                            "peak memory (one full epoch)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    isas = args.isa or [i for i in ("avx2", "avx512") if isa_mod.available(i)]
+    bf16 = args.dtype == "bfloat16"
+    isas = args.isa or (["native"] if bf16 else
+                        [i for i in ("avx2", "avx512") if isa_mod.available(i)])
+    if bf16 and isas != ["native"]:
+        raise SystemExit("--dtype bfloat16 runs with the CPU's own ISA (--isa native): the "
+                         "avx2/avx512 caps take bfloat16 and AMX away")
     missing = [i for i in isas if not isa_mod.available(i)]
     if missing:
         raise SystemExit(f"this CPU cannot run {', '.join(missing)}: {isa_mod.machine_line()}")
@@ -152,9 +166,10 @@ def main():
     rounds = {isa: [] for isa in isas}
     formats = {}  # (isa, act) -> PyTorch's faster memory format, from the first round
 
-    def torch_job(isa, act, env):
-        result = torch_ref(act, args, env, formats.get((isa, act), args.torch_format))
-        formats[(isa, act)] = result["memory_format"]
+    def torch_job(isa, act, env, autocast="none"):
+        key = (isa, act + ("_bf16" if autocast != "none" else ""))
+        result = torch_ref(act, args, env, formats.get(key, args.torch_format), autocast)
+        formats[key] = result["memory_format"]
         return result
 
     for r in range(args.rounds):
@@ -163,10 +178,19 @@ def main():
             jobs = [("relu", lambda e=env: ours("vgg16_bn", args, e))]
             if not args.ours_only:
                 jobs.append(("torch", lambda e=env, i=isa: torch_job(i, "relu", e)))
+            if bf16:  # our float32 step, and PyTorch's bfloat16 one
+                jobs.append(("relu_fp32", lambda e=env: ours("vgg16_bn", args, e,
+                                                            ["--dtype=float32"])))
+                if not args.ours_only:
+                    jobs.append(("torch_bf16", lambda e=env, i=isa:
+                                 torch_job(i, "relu", e, "bfloat16")))
             if not args.no_swish:
                 jobs.append(("swish", lambda e=env: ours("vgg16_bn_swish", args, e)))
                 if not args.ours_only:
                     jobs.append(("torch_silu", lambda e=env, i=isa: torch_job(i, "silu", e)))
+                    if bf16:
+                        jobs.append(("torch_silu_bf16", lambda e=env, i=isa:
+                                     torch_job(i, "silu", e, "bfloat16")))
             for name, extra_env, extra_args in args.variant:
                 jobs.append((name, lambda e={**env, **extra_env}, a=extra_args:
                              ours("vgg16_bn", args, e, a)))
@@ -202,6 +226,21 @@ def main():
             ("(PyTorch: SiLU / ReLU train img/s)", "",
              lambda g: tr(g, "torch_silu") / tr(g, "torch")),
         ]
+    if bf16:
+        figures[0] = ("vgg16_bn: ours bfloat16 / PyTorch float32 eager", ">= 1.4 avx512",
+                      figures[0][2])
+        figures[1:1] = [("vgg16_bn: ours bfloat16 / ours float32", "",
+                         lambda g: tr(g, "relu") / tr(g, "relu_fp32"))]
+        if not args.ours_only:
+            figures[1:1] = [("vgg16_bn: ours bfloat16 / PyTorch bfloat16 autocast", "",
+                             lambda g: tr(g, "relu") / tr(g, "torch_bf16"))]
+            if not args.no_swish:
+                figures += [
+                    ("vgg16_bn_swish: ours bfloat16 / PyTorch SiLU bfloat16", "",
+                     lambda g: tr(g, "swish") / tr(g, "torch_silu_bf16")),
+                    ("(PyTorch bfloat16: SiLU / ReLU train img/s)", "",
+                     lambda g: tr(g, "torch_silu_bf16") / tr(g, "torch_bf16")),
+                ]
     if not args.quick:
         figures += [
             ("epoch (data + train) / pure train step", ">= 0.95",
@@ -214,6 +253,7 @@ def main():
                         lambda g, n=name: tr(g, n) / tr(g, "relu")))
 
     print(f"\nmedians over {args.rounds} rounds, batch {args.batch_size}, width {args.width:g}, "
+          f"ours in {args.dtype}, "
           f"{'train step only' if args.quick else 'swishtrain bench'}:")
     for isa in isas:
         med = lambda key, run="relu": statistics.median(g[run][key] for g in rounds[isa])  # noqa

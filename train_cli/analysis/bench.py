@@ -8,7 +8,9 @@ Measures, in one process and after warm-up, each several times (median, min, max
 - GEMM GFLOP/s, the practical compute ceiling of the devices trained on: on the CPU the best of
   MXNet's dot (OpenBLAS), FullyConnected (oneDNN) and numpy matmul on square float32 matrices;
   on GPUs MXNet's dot on the first GPU in the training dtype (float16: cuBLAS's SgemmEx, float16
-  in and out with float32 accumulation), times the number of GPUs.
+  in and out with float32 accumulation), times the number of GPUs. Under --dtype bfloat16 the
+  FullyConnected one runs in bfloat16 (amp casts it, as it casts the network's dense layers), so
+  the ceiling is the bfloat16 one (AMX's where the CPU has it).
 FLOPs per image are counted from the network's layer shapes (VGG.forward_flops): 2 per
 multiply-add of the convolutions and dense layers (BatchNorm, activations and pooling are
 memory-bound and left out), and training is 3x the forward pass (forward, gradient of the
@@ -57,9 +59,10 @@ def gemm_backends(contexts, dtype="float32", n=2048):
         return {f"mxnet_dot_{dtype}_{ctx}": (lambda: mx.nd.dot(ga, gb).wait_to_read(),
                                              len(contexts))}
     ma, mb = mx.nd.array(a), mx.nd.array(b)
+    fc = "mxnet_fullyconnected_onednn" + ("_bfloat16" if dtype == "bfloat16" else "")
     return {
         "mxnet_dot_openblas": (lambda: mx.nd.dot(ma, mb).wait_to_read(), 1),
-        "mxnet_fullyconnected_onednn": (lambda: mx.nd.FullyConnected(
+        fc: (lambda: mx.nd.FullyConnected(
             ma, mb, no_bias=True, num_hidden=n).wait_to_read(), 1),
         "numpy_matmul": (lambda: a @ b, 1),
     }
@@ -117,7 +120,7 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
     train_img_per_s = statistics.median(train)
     return {
         "model": cfg.model, "width": cfg.width, "parameters": count_params(cfg.model, cfg.width),
-        "batch_size": batch, "eval_batch_size": engine.eval_batch_size,
+        "batch_size": batch, "eval_batch_size": engine.eval_batch_size, "dtype": cfg.dtype,
         "devices": [str(c) for c in contexts], "augment": cfg.augment,
         "swish": (swish_op.status() if parse_name(cfg.model)[2].startswith("swish")
                   else "n/a"),
@@ -136,7 +139,8 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
 def format_report(r):
     """The table `swishtrain bench` prints."""
     lines = [f"{r['model']} (width {r['width']:g}, {r['parameters']:,} parameters), batch "
-             f"{r['batch_size']} on {', '.join(r['devices'])}; swish: {r['swish']}",
+             f"{r['batch_size']} on {', '.join(r['devices'])}, {r.get('dtype', 'float32')}; "
+             f"swish: {r['swish']}",
              f"{'':28}{'median':>10}{'min':>10}{'max':>10}"]
     labels = {"train_img_per_s": "train step img/s", "epoch_img_per_s": "epoch img/s (with data)",
               "eval_img_per_s": "eval img/s", "data_img_per_s": "data pipeline img/s"}
