@@ -21,7 +21,9 @@ INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
 # data from or which GPUs (as many) it uses, never what an epoch computes.
 RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size", "gpus")
 DTYPES = ("float32", "float16", "bfloat16")
-BFLOAT16_MIN_WIDTH = 0.5  # below it bfloat16 was slower than float32 (docs/PERFORMANCE.md)
+# bfloat16 beat float32 only where every convolution has a multiple of this many channels
+# (vgg16_bn: width 0.5 and 1 yes, 0.25 and 0.75 no; docs/PERFORMANCE.md says why)
+BFLOAT16_CHANNEL_MULTIPLE = 32
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
 
@@ -325,10 +327,16 @@ def warnings(cfg):
     if late:
         found.append(f"--lr-steps {_csv(late)} >= --epochs {cfg.epochs}: those steps never "
                      "happen")
-    if cfg.dtype == "bfloat16" and cfg.width < BFLOAT16_MIN_WIDTH:
-        found.append(f"--dtype bfloat16 at --width {cfg.width:g}: with so few channels "
-                     "oneDNN's bfloat16 kernels were measured slower than float32 (0.45x at "
-                     "width 0.25); `swishtrain bench --dtype bfloat16` shows it on this CPU")
+    if cfg.dtype == "bfloat16":
+        from train_cli.model.spec import VGG_SPEC, parse_name, scaled  # no mxnet import
+        channels = sorted({scaled(c, cfg.width) for c in VGG_SPEC[parse_name(cfg.model)[0]][1]})
+        odd = [c for c in channels if c % BFLOAT16_CHANNEL_MULTIPLE]
+        if odd:
+            found.append(f"--dtype bfloat16 at --width {cfg.width:g}: layers of "
+                         f"{_csv(odd)} channels (not multiples of {BFLOAT16_CHANNEL_MULTIPLE}) "
+                         "were measured to make bfloat16 about 2x slower than float32 (oneDNN "
+                         "falls back to slow kernels); `swishtrain bench --dtype bfloat16` "
+                         "shows it on this CPU")
     return found
 
 

@@ -54,7 +54,8 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     """Load a run's weights (best.params or last.ckpt) and evaluate them on a split.
 
     Any run evaluates anywhere: on the devices given here (the CPU by default), whatever it was
-    trained on; a float16 run evaluates in float32 on the CPU (its weights are cast on load).
+    trained on; a float16 run evaluates in float32 on the CPU (its weights are cast on load),
+    and a bfloat16 run in float32 (its weights are float32; any CPU can run that).
     """
     run = RunFolder.existing(run_dir)
     trained = run.config()

@@ -147,8 +147,9 @@ def evaluate(run_dir, split, data_dir, eval_batch_size, params, gpus, cpu_device
     The network and the data split are rebuilt from the run's config.json, so `--split val` is
     the very split the run validated on. Any run evaluates anywhere: on one CPU device unless
     --gpus or --cpu-devices say otherwise, whatever it was trained on; float16 weights are cast
-    to float32 on the CPU. Prints e.g. `test accuracy of best.params: 0.8123 on 10,000 images
-    (loss 0.6021; float32 on cpu(0))`.
+    to float32 on the CPU, and a bfloat16 run is evaluated in float32 (its weights are float32;
+    any CPU can), so its accuracy may differ from the run's own by a few images. Prints e.g.
+    `test accuracy of best.params: 0.8123 on 10,000 images (loss 0.6021; float32 on cpu(0))`.
 
     \b
     Example:
