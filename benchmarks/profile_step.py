@@ -12,6 +12,7 @@ For each framework, in child processes started with the ISA cap of --isa (benchm
 
     python benchmarks/profile_step.py --isa avx2 [--model vgg16_bn] [--width 1] [--steps 2]
     python benchmarks/profile_step.py --isa native --framework mxnet --width 0.25   # quick look
+    python benchmarks/profile_step.py --isa native --dtype bfloat16   # AMX: ours vs autocast
 
 Prints markdown tables (ms per step); --json FILE keeps everything.
 """
@@ -53,8 +54,8 @@ def _mxnet_step(args):
 
     from train_cli.config import TrainConfig
     from train_cli.training.engine import Engine
-    engine = Engine(TrainConfig(model=args.model, width=args.width, batch_size=args.batch_size),
-                    [mx.cpu()])
+    engine = Engine(TrainConfig(model=args.model, width=args.width, batch_size=args.batch_size,
+                                dtype=args.dtype), [mx.cpu()])
     engine.trainer.set_learning_rate(1e-4)
     rng = np.random.default_rng(0)
     xs = engine.load(rng.standard_normal((args.batch_size, 3, 32, 32)).astype(np.float32))
@@ -82,7 +83,9 @@ def _torch_step(args):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+            loss = loss_fn(net(x), y)
+        loss.backward()
         opt.step()
     return torch, step
 
@@ -184,7 +187,7 @@ def run_child(framework, what, args, extra_env=None):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", framework, "--what", what,
            "--model", args.model, "--width", str(args.width), "--batch-size",
            str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--act", args.act, "--memory-format", args.memory_format]
+           "--act", args.act, "--memory-format", args.memory_format, "--dtype", args.dtype]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{framework} {what} child failed:\n{proc.stderr[-3000:]}")
@@ -318,6 +321,8 @@ def main():
     parser.add_argument("--act", default="relu", help="PyTorch's activation (relu, silu); "
                         "MXNet's follows --model")
     parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="ours: --dtype; PyTorch: torch.autocast('cpu', bfloat16) if bfloat16")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)

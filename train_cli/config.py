@@ -21,8 +21,9 @@ INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
 # data from or which GPUs (as many) it uses, never what an epoch computes.
 RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size", "gpus")
 DTYPES = ("float32", "float16", "bfloat16")
-# bfloat16 beat float32 only where every convolution has a multiple of this many channels
-# (vgg16_bn: width 0.5 and 1 yes, 0.25 and 0.75 no; docs/PERFORMANCE.md says why)
+# With BatchNorm and an activation that oneDNN runs (not the fused Swish, whose layout conversion
+# avoids it), bfloat16 was 2x slower than float32 unless every convolution has a multiple of
+# this many channels (vgg16_bn: width 0.5 and 1 faster, 0.25 and 0.75 slower; docs/PERFORMANCE.md)
 BFLOAT16_CHANNEL_MULTIPLE = 32
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
@@ -73,7 +74,8 @@ class TrainConfig:
         "Training precision: float32; float16 (GPU only: float32 master weights and dynamic "
         "loss scaling; steps whose gradients overflow are skipped and counted); bfloat16 (CPU "
         "only, needs AMX or AVX512_BF16: convolutions and dense layers in bfloat16 on float32 "
-        "weights; ~1.6x float32 at full width with AMX, slower at small widths).",
+        "weights; ~1.5x float32 at full width with AMX; slower without AMX and, with "
+        "BatchNorm, at some widths, which it warns about).",
         choices=DTYPES)
     augment: str = option("crop-flip",  # the standard recipe; flip is what the blog script did
         "Training augmentation: crop-flip (pad 4, random 32x32 crop, horizontal flip), "
@@ -329,14 +331,15 @@ def warnings(cfg):
                      "happen")
     if cfg.dtype == "bfloat16":
         from train_cli.model.spec import VGG_SPEC, parse_name, scaled  # no mxnet import
-        channels = sorted({scaled(c, cfg.width) for c in VGG_SPEC[parse_name(cfg.model)[0]][1]})
-        odd = [c for c in channels if c % BFLOAT16_CHANNEL_MULTIPLE]
-        if odd:
-            found.append(f"--dtype bfloat16 at --width {cfg.width:g}: layers of "
-                         f"{_csv(odd)} channels (not multiples of {BFLOAT16_CHANNEL_MULTIPLE}) "
-                         "were measured to make bfloat16 about 2x slower than float32 (oneDNN "
-                         "falls back to slow kernels); `swishtrain bench --dtype bfloat16` "
-                         "shows it on this CPU")
+        depth, batch_norm, act = parse_name(cfg.model)
+        odd = sorted({c for c in (scaled(c, cfg.width) for c in VGG_SPEC[depth][1])
+                      if c % BFLOAT16_CHANNEL_MULTIPLE})
+        if odd and batch_norm and act not in ("swish", "swishbeta"):
+            found.append(f"--dtype bfloat16 at --width {cfg.width:g}: with BatchNorm and "
+                         f"{act}, layers of {_csv(odd)} channels (not multiples of "
+                         f"{BFLOAT16_CHANNEL_MULTIPLE}) were measured to make bfloat16 about 2x "
+                         "slower than float32 (oneDNN falls back to a slow BatchNorm); "
+                         "`swishtrain bench --dtype bfloat16` shows it on this CPU")
     return found
 
 
