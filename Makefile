@@ -77,9 +77,14 @@ crop-flip: install
 # ISA class this CPU can run: AVX2 (math libraries capped, as on AMD EPYC / most laptops) and, on
 # AVX-512 CPUs, AVX-512; one column per class (docs/PERFORMANCE.md). ARGS=--quick: train step
 # only (minutes instead of ~40 at full width); ARGS="--isa avx2": one class.
+# On a CPU with AMX, also --dtype bfloat16 against PyTorch float32 eager and bfloat16 autocast
+# (native ISA; of ARGS only --quick carries over).
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/vs_pytorch.py $(ARGS)
+	@if grep -qw amx_bf16 /proc/cpuinfo; then \
+	  $(BIN)/python benchmarks/vs_pytorch.py --dtype bfloat16 $(filter --quick,$(ARGS)); \
+	else echo "(no AMX on this CPU: --dtype bfloat16 not measured)"; fi
 
 # On a machine with an NVIDIA GPU: install the CUDA build, then PASS/FAIL lines for the preflight,
 # float32 and float16 steps, 1 vs 2 GPUs, a killed and resumed run, and evaluation on the CPU.
