@@ -19,7 +19,8 @@ machines; PyTorch's ATen then runs its avx512 kernels.
 """
 import os
 import re
-import subprocess
+
+from train_cli import cpu
 
 CAPS = {
     "native": {},
@@ -37,27 +38,12 @@ CAP_VARS = sorted({k for env in CAPS.values() for k in env})
 
 
 def cpu_flags():
-    """The CPU's flags as lscpu (or /proc/cpuinfo) lists them."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Flags:"):
-                return set(line.split(":", 1)[1].split())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
+    """The CPU's flags as lscpu lists them (train_cli.cpu: the project's one reader)."""
+    return cpu.flags()
 
 
 def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+    return cpu.model()
 
 
 def machine_line():

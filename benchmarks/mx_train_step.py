@@ -20,7 +20,7 @@ from train_cli.analysis.bench import gemm_gflops, synthetic_split, timed
 from train_cli.config import TrainConfig
 from train_cli.data.loader import train_batches
 from train_cli.model import swish_op
-from train_cli.model.spec import parse_name
+from train_cli.model.spec import uses_fused_op
 from train_cli.training.engine import Engine
 
 
@@ -61,7 +61,7 @@ def main():
               "achieved_gflops": gflop * rate, "sgemm_gflops": max(sgemm.values()),
               "sgemm_by_backend": sgemm,
               "dtype": args.dtype,
-              "swish": (swish_op.status() if parse_name(args.model)[2].startswith("swish")
+              "swish": (swish_op.status() if uses_fused_op(args.model)
                         else "n/a"),
               "env": {k: v for k, v in os.environ.items()
                       if k.startswith(("MXNET_", "OMP_", "KMP_", "DNNL_", "MKLDNN_", "GOMP_"))}}

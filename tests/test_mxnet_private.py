@@ -18,6 +18,8 @@ def test_every_private_attribute_the_adapter_uses_exists():
     missing += [f"Block.{a}" for a in mxnet_private.BLOCK_ATTRIBUTES if not hasattr(net, a)]
     missing += [f"KVStore.{a}" for a in mxnet_private.KVSTORE_ATTRIBUTES
                 if not hasattr(mx.kv.KVStore, a)]
+    from mxnet.contrib.amp import amp
+    missing += [f"amp.{a}" for a in mxnet_private.AMP_ATTRIBUTES if not hasattr(amp, a)]
     assert not missing, f"MXNet {mx.__version__} moved {missing}: update train_cli/mxnet_private.py"
     assert kv is not None and kv.type == "device"
 

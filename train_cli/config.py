@@ -330,11 +330,11 @@ def warnings(cfg):
         found.append(f"--lr-steps {_csv(late)} >= --epochs {cfg.epochs}: those steps never "
                      "happen")
     if cfg.dtype == "bfloat16":
-        from train_cli.model.spec import VGG_SPEC, parse_name, scaled  # no mxnet import
+        from train_cli.model.spec import FUSED_ACTIVATIONS, VGG_SPEC, parse_name, scaled
         depth, batch_norm, act = parse_name(cfg.model)
         odd = sorted({c for c in (scaled(c, cfg.width) for c in VGG_SPEC[depth][1])
                       if c % BFLOAT16_CHANNEL_MULTIPLE})
-        if odd and batch_norm and act not in ("swish", "swishbeta"):
+        if odd and batch_norm and act not in FUSED_ACTIVATIONS:
             found.append(f"--dtype bfloat16 at --width {cfg.width:g}: with BatchNorm and "
                          f"{act}, layers of {_csv(odd)} channels (not multiples of "
                          f"{BFLOAT16_CHANNEL_MULTIPLE}) were measured to make bfloat16 about 2x "

@@ -2,8 +2,9 @@
 
 Gluon's public API cannot read or restore a parameter's optimiser state, start the KVStore (and
 finish its initial broadcast) before the first step, or name parameters structurally; exact
-resume and distributed training need all three. tests/test_mxnet_private.py fails loudly when an
-MXNet version moves any of these attributes.
+resume and distributed training need all three. amp cannot say whether it is on (bfloat16
+needs to know, since loading an operator library would then undo it).
+tests/test_mxnet_private.py fails loudly when an MXNet version moves any of these attributes.
 """
 import mxnet as mx
 
@@ -13,6 +14,7 @@ TRAINER_ATTRIBUTES = ("_params", "_updaters", "_contexts", "_optimizer", "_scale
 UPDATER_ATTRIBUTES = ("states", "states_synced", "optimizer")
 BLOCK_ATTRIBUTES = ("_collect_params_with_prefix",)
 KVSTORE_ATTRIBUTES = ("_barrier",)
+AMP_ATTRIBUTES = ("_amp_initialized",)
 
 
 def structural_params(net):
@@ -63,3 +65,9 @@ def start_kvstore(trainer, global_batch):
 def kvstore_barrier(kv):
     """Wait until every worker of a distributed KVStore has reached this point."""
     kv._barrier()
+
+
+def amp_initialized():
+    """True once mx.contrib.amp.init() has run in this process (it cannot be undone)."""
+    from mxnet.contrib.amp import amp
+    return amp._amp_initialized

@@ -125,3 +125,21 @@ def test_any_run_evaluates_anywhere_float16_weights_in_float32_on_the_cpu(
     assert "float32 on cpu(0) and 1 more" in line
     result = run_cli("evaluate", run_dir, "--gpus", "0")  # this machine has no GPU
     assert result.exit_code == 2 and "--gpus needs an MXNet build with CUDA" in result.stderr
+
+
+def test_a_bfloat16_run_evaluates_in_float32_on_any_devices(run_cli, cifar_dir, tmp_path):
+    """bfloat16 runs keep float32 weights, and bfloat16 itself needs a CPU that has it: evaluate
+    runs them in float32 on the CPU, and with --gpus gets as far as the GPU check (this machine
+    has no GPU), not a refusal of the dtype."""
+    from train_cli.analysis.evaluate import evaluate_run
+    run_dir = tmp_path / "run"
+    train(run_cli, cifar_dir, run_dir)
+    reference = evaluate_run(run_dir, split="test")
+    saved = json.loads((run_dir / "config.json").read_text())
+    saved["config"].update(dtype="bfloat16")
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    moved = evaluate_run(run_dir, split="test")
+    assert moved.dtype == "float32" and (moved.accuracy, moved.loss) == (reference.accuracy,
+                                                                         reference.loss)
+    result = run_cli("evaluate", run_dir, "--gpus", "0")
+    assert result.exit_code == 2 and "--gpus needs an MXNet build with CUDA" in result.stderr

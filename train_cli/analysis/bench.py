@@ -26,7 +26,7 @@ import numpy as np
 from train_cli.data.cifar10 import Split
 from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.model import swish_op
-from train_cli.model.spec import parse_name
+from train_cli.model.spec import uses_fused_op
 from train_cli.model.vgg import count_params
 from train_cli.training.devices import make_contexts
 from train_cli.training.engine import Engine
@@ -122,7 +122,7 @@ def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
         "model": cfg.model, "width": cfg.width, "parameters": count_params(cfg.model, cfg.width),
         "batch_size": batch, "eval_batch_size": engine.eval_batch_size, "dtype": cfg.dtype,
         "devices": [str(c) for c in contexts], "augment": cfg.augment,
-        "swish": (swish_op.status() if parse_name(cfg.model)[2].startswith("swish")
+        "swish": (swish_op.status() if uses_fused_op(cfg.model)
                   else "n/a"),
         "train_img_per_s": train_img_per_s, "epoch_img_per_s": statistics.median(epoch),
         "eval_img_per_s": statistics.median(evaluation),

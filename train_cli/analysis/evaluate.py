@@ -60,7 +60,7 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     run = RunFolder.existing(run_dir)
     trained = run.config()
     cfg = dataclasses.replace(trained, gpus=tuple(gpus), cpu_devices=cpu_devices,
-                              dtype=trained.dtype if gpus else "float32",
+                              dtype=_evaluation_dtype(trained.dtype, gpus),
                               eval_batch_size=eval_batch_size or trained.eval_batch_size)
     validate(cfg)
     weights = run.file(PARAMS[params])
@@ -88,6 +88,12 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     loss, accuracy, n = engine.evaluate(images)
     return Evaluation(split, weights.name, loss, accuracy, n, data.val_is_test, str(contexts[0]),
                       len(contexts), cfg.dtype)
+
+
+def _evaluation_dtype(trained, gpus):
+    """float16 runs evaluate in float16 on GPUs; everything else in float32 (a bfloat16 run has
+    float32 weights, and bfloat16 needs a CPU that has it)."""
+    return "float16" if trained == "float16" and gpus else "float32"
 
 
 def _load_params(engine, path, model):

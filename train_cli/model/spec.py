@@ -20,6 +20,7 @@ IMAGE_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 # activations.py maps each name to its block (a test checks the two lists agree)
 ACTIVATIONS = ("relu", "swish", "swishbeta", "elu", "selu", "gelu")
+FUSED_ACTIVATIONS = ("swish", "swishbeta")  # with operators of their own (model/swish_op.py)
 
 MODEL_NAMES = [f"vgg{depth}{bn}{'' if act == 'relu' else '_' + act}"
                for depth in VGG_SPEC for bn in ("", "_bn") for act in ACTIVATIONS]
@@ -34,6 +35,11 @@ def parse_name(name):
     close = difflib.get_close_matches(name, MODEL_NAMES, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise UsageError(f"unknown model {name!r}{hint}; valid models: {', '.join(MODEL_NAMES)}")
+
+
+def uses_fused_op(name):
+    """True for the models whose activation is one of the fused operators."""
+    return parse_name(name)[2] in FUSED_ACTIVATIONS
 
 
 def check_model_name(name):

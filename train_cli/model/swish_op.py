@@ -18,7 +18,9 @@ from pathlib import Path
 
 import mxnet as mx
 
+from train_cli import cpu
 from train_cli.atomic import atomic_write
+from train_cli.mxnet_private import amp_initialized
 
 SOURCES = [Path(__file__).parent / "csrc" / name for name in ("swish_lib.cc", "swish_kernels.h")]
 FLAGS = ["-shared", "-fPIC", "-std=c++11", "-O3", "-fno-trapping-math", "-fopenmp",
@@ -39,20 +41,13 @@ def cache_dir():
     return Path(root) / "ops"
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return ""
-
-
 def library_path():
     """Where the library for this source, compiler flags, MXNet and CPU lives."""
     h = hashlib.sha1()
     for source in SOURCES:
         h.update(source.read_bytes())
-    h.update(" ".join(FLAGS).encode() + mx.__version__.encode() + _cpu_flags().encode())
+    h.update(" ".join(FLAGS).encode() + mx.__version__.encode()
+             + " ".join(sorted(cpu.flags())).encode())  # -march=native: the CPU's own code
     return cache_dir() / f"swish-{mx.__version__}-{h.hexdigest()[:12]}" / "libswish.so"
 
 
@@ -85,22 +80,33 @@ def _compile(compiler, api, mxnet_root, out):
                            f"{done.stderr.strip().splitlines()[-1:]}")
 
 
+def loaded():
+    """True if the fused ops are registered in this process (without trying to load them)."""
+    return all(hasattr(mx.nd, op) for op in OPS)
+
+
 def load():
     """True once the fused ops are registered in this process; False means use the fallback."""
     if _state["loaded"] is not None:
         return _state["loaded"]
-    if all(hasattr(mx.nd, op) for op in OPS):  # loaded already (loading twice is an error)
+    if loaded():  # loaded already (loading twice is an error)
         _state["loaded"] = True
         return True
     if not enabled_by_env():
         _state.update(loaded=False, reason="disabled by SWISHTRAIN_FUSED_SWISH=0")
+        return False
+    if amp_initialized():  # loading re-creates mx.nd/mx.sym and would silently undo amp
+        _state.update(loaded=False, reason="bfloat16 was set up in this process before the "
+                      "library was loaded (training/precision.py loads it first)")
+        print(f"warning: fused Swish unavailable ({_state['reason']}); using the slower "
+              "pure-Gluon Swish", file=sys.stderr)
         return False
     try:
         path = library_path()
         if not path.is_file():
             build(path)
         mx.library.load(str(path), verbose=False)
-        _state["loaded"] = all(hasattr(mx.nd, op) for op in OPS)
+        _state["loaded"] = loaded()
     except Exception as e:  # no compiler, failed build, unloadable library: fall back
         _state.update(loaded=False, reason=str(e))
         print(f"warning: fused Swish unavailable ({e}); using the slower pure-Gluon Swish",

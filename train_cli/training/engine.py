@@ -18,6 +18,7 @@ from train_cli.cluster.process_group import LocalGroup
 from train_cli.data.loader import eval_batches
 from train_cli.errors import UserError
 from train_cli.model.activations import fused_allowed
+from train_cli.model.spec import uses_fused_op
 from train_cli.model.vgg import build_model
 from train_cli.mxnet_private import start_kvstore, structural_params
 from train_cli.training import precision
@@ -39,7 +40,8 @@ class Engine:
     """A network, its trainer and the contexts it runs on, in one process of a job."""
 
     def __init__(self, cfg, contexts, group=None, train_images=None, loss_scale=None):
-        precision.enable(cfg.dtype)  # before anything runs: bfloat16 is process-wide
+        # before anything runs: bfloat16 is process-wide
+        precision.enable(cfg.dtype, fused_swish=uses_fused_op(cfg.model))
         self.group = group or LocalGroup()
         self.loss_scale = loss_scale or (DynamicLossScale() if cfg.dtype == "float16"
                                          else NoLossScale())

@@ -16,51 +16,43 @@ bfloat16 is process-wide and must be switched on before MXNet does any work:
   2.4.4 does not ask: without it the first AMX instruction dies with SIGILL;
 - amp wraps mx.sym / mx.nd functions once and for good, and loading an operator library
   re-creates those modules (undoing amp), so the Swish library is loaded before amp.
-enable() does all of it, once; the engine calls it before it builds anything. Measured on a
-Sapphire Rapids machine (docs/PERFORMANCE.md): AMX 1.5-1.6x float32 at full width; AVX512_BF16
-without AMX 0.76x, and bfloat16 is slower than float32 at width 0.25 even with AMX.
+enable() does all of it, once; the engine calls it before it builds anything, and check() lets a
+run refuse an unable CPU before any slow work. Measured on a Sapphire Rapids machine
+(docs/PERFORMANCE.md): AMX 1.47x float32 for vgg16_bn at full width; with oneDNN capped at
+AVX512_BF16 (no AMX) 0.74-0.81x at every width measured.
 """
 import ctypes
 import os
 import sys
 
+from train_cli import cpu
 from train_cli.errors import UserError
 
 # what oneDNN 2.4.4 may use for each kind of bfloat16 support (its DNNL_MAX_CPU_ISA names)
 AMX_ISA = "AVX512_CORE_AMX"
 BF16_ISA = "AVX512_CORE_BF16"
+NEEDS = {AMX_ISA: {"amx_bf16", "amx_tile"}, BF16_ISA: {"avx512_bf16"}}  # lscpu flags
 
 _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 
 _enabled = {"dtype": None}
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags, as lscpu shows them (empty if they cannot be read)."""
-    try:
-        with open(cpuinfo) as f:
-            line = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return set()
-    return set(line.partition(":")[2].split())
-
-
 def bfloat16_isa(flags):
     """The oneDNN ISA that runs bfloat16 on a CPU with these flags, or None (no support)."""
-    if {"amx_bf16", "amx_tile"} <= flags:
-        return AMX_ISA
-    if "avx512_bf16" in flags:
-        return BF16_ISA
-    return None
+    return next((isa for isa, needs in NEEDS.items() if needs <= flags), None)
 
 
-def check_bfloat16(flags):
-    """The ISA to use; UserError when this CPU cannot run bfloat16 at all."""
-    isa = bfloat16_isa(flags)
+def check(dtype, flags=None):
+    """The oneDNN ISA a bfloat16 run will use (None for other dtypes); UserError when this CPU
+    cannot run bfloat16. No side effects: runs call it before any slow work."""
+    if dtype != "bfloat16":
+        return None
+    isa = bfloat16_isa(cpu.flags() if flags is None else flags)
     if isa is None:
-        raise UserError("--dtype bfloat16 needs a CPU with AMX (lscpu flag amx_bf16) or "
-                        "AVX512_BF16 (avx512_bf16), and this one has neither; use "
-                        "--dtype float32")
+        raise UserError("--dtype bfloat16 needs a CPU with AMX (lscpu flags amx_bf16, amx_tile) "
+                        "or AVX512_BF16 (avx512_bf16), and this one has neither; train with "
+                        "--dtype float32 (a bfloat16 run resumes only on such a CPU)")
     return isa
 
 
@@ -73,31 +65,48 @@ def request_amx():
     """Ask Linux for the AMX tile state for this process; UserError if it says no."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) != 0:
-        raise UserError("the kernel refused AMX to this process (arch_prctl "
-                        f"ARCH_REQ_XCOMP_PERM: {os.strerror(ctypes.get_errno())}); it needs "
-                        "Linux 5.16 or later; use --dtype float32")
+        raise UserError("Linux refused AMX to this process (arch_prctl ARCH_REQ_XCOMP_PERM: "
+                        f"{os.strerror(ctypes.get_errno())}); AMX needs Linux 5.16 or later "
+                        "(and DNNL_MAX_CPU_ISA=AVX512_CORE_AMX only on a CPU with AMX); use "
+                        "--dtype float32")
 
 
-def enable(dtype, environ=os.environ, flags=None):
-    """Set this process up for dtype (once; a second, different dtype is an error)."""
+def _warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def enable(dtype, fused_swish=False, environ=os.environ, flags=None):
+    """Set this process up for dtype (once; a second, different dtype is an error).
+    fused_swish: the model will use the fused Swish operators (their library loads first)."""
     if _enabled["dtype"] == dtype:
         return
     if "bfloat16" in (_enabled["dtype"], dtype) and _enabled["dtype"] is not None:
         raise UserError(f"this process already trains in {_enabled['dtype']}: bfloat16 is "
                         f"process-wide in MXNet, so a {dtype} run needs a process of its own")
     if dtype == "bfloat16":
-        isa = check_bfloat16(cpu_flags() if flags is None else flags)
-        if isa == BF16_ISA:
-            print("warning: this CPU has AVX512_BF16 but no AMX: oneDNN's bfloat16 kernels "
-                  "were measured at 0.76x float32 on such a CPU (docs/PERFORMANCE.md)",
-                  file=sys.stderr)
-        # a user's own cap wins (e.g. to compare AMX with AVX512_BF16)
-        if environ.setdefault("DNNL_MAX_CPU_ISA", isa) == AMX_ISA:
+        isa = check(dtype, flags)
+        cap = environ.setdefault("DNNL_MAX_CPU_ISA", isa)  # a user's own cap wins
+        if cap == BF16_ISA:
+            _warn("no AMX in use (this CPU has AVX512_BF16 only, or DNNL_MAX_CPU_ISA says so): "
+                  "oneDNN's bfloat16 kernels without AMX ran at 0.74-0.81x float32 "
+                  "(docs/PERFORMANCE.md)")
+        elif cap not in NEEDS:
+            _warn(f"DNNL_MAX_CPU_ISA={cap} leaves oneDNN without bfloat16 instructions, so "
+                  f"bfloat16 will be slow; unset it (this CPU can use {isa})")
+        if cap == AMX_ISA:
             request_amx()
-        from train_cli.model import swish_op  # its library first: loading it would undo amp
-        swish_op.load()
         from mxnet.contrib import amp
         from mxnet.contrib.amp.lists import symbol_bf16
-        amp.init(target_dtype="bfloat16",
-                 fp32_ops=symbol_bf16.FP32_FUNCS + list(swish_op.OPS if swish_op.load() else ()))
+
+        from train_cli.model import swish_op
+        if fused_swish:  # its library first: loading one after amp.init would undo amp
+            swish_op.load()
+        # the fused operators (if loaded) run in float32 between casts, as sigmoid does
+        amp.init(target_dtype="bfloat16", fp32_ops=symbol_bf16.FP32_FUNCS + [
+            op for op in swish_op.OPS if swish_op.loaded()])
     _enabled["dtype"] = dtype
+
+
+def amp_enabled():
+    """True once bfloat16 has been switched on in this process (amp is then in place)."""
+    return _enabled["dtype"] == "bfloat16"

@@ -31,7 +31,7 @@ from train_cli.runfolder import (
     best_row,
     default_run_dir,
 )
-from train_cli.training import checkpoint
+from train_cli.training import checkpoint, precision
 from train_cli.training.devices import make_contexts, preflight_memory
 from train_cli.training.engine import Engine
 from train_cli.training.interrupt import StopRequests
@@ -133,6 +133,7 @@ def _resumed_config(folder, overrides):
 
 def _prepare(cfg):
     """Join the job, load the data (the primary first), build the engine; check the batch."""
+    precision.check(cfg.dtype)  # this CPU can run it: before joining, loading, allocating
     group = join(cfg.kvstore)
     set_prefix(group.prefix)
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices)  # the GPU preflight

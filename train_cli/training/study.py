@@ -12,6 +12,7 @@ from pathlib import Path
 from train_cli.config import from_dict
 from train_cli.errors import UsageError, UserError
 from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder, default_run_dir
+from train_cli.training import precision
 from train_cli.training import run as single
 from train_cli.training.progress import echo
 from train_cli.training.recorder import create_study
@@ -35,6 +36,7 @@ def check_seeds(seeds, cfg):
 def train_seeds(cfg, seeds, overwrite=False, progress_bar=None):
     """Train cfg once per seed; return the summaries."""
     check_seeds(seeds, cfg)
+    precision.check(cfg.dtype)  # before the study folder is made
     study = create_study(cfg.run_dir or default_run_dir(cfg.model), seeds, cfg, overwrite)
     return _run_seeds(study.path, cfg, seeds, {}, progress_bar)
 
