@@ -25,10 +25,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import isa as isa_mod  # noqa: I001
 
+from train_cli.training import precision  # noqa: E402 (no mxnet import)
+
 VARIANTS = {  # name: (dtype, DNNL_MAX_CPU_ISA or None, lscpu flags needed)
     "float32": ("float32", None, set()),
-    "bfloat16_avx512": ("bfloat16", "AVX512_CORE_BF16", {"avx512_bf16"}),
-    "bfloat16_amx": ("bfloat16", None, {"amx_bf16", "amx_tile"}),
+    "bfloat16_avx512": ("bfloat16", precision.BF16_ISA, precision.NEEDS[precision.BF16_ISA]),
+    "bfloat16_amx": ("bfloat16", None, precision.NEEDS[precision.AMX_ISA]),
 }
 
 

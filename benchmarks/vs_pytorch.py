@@ -70,17 +70,23 @@ def torch_ref(act, args, env, memory_format, autocast="none"):
     return run_json(cmd, env)
 
 
-def onednn_check(isa):
-    """The ISA each framework's oneDNN reports under this cap (a 1-second tiny convolution)."""
+def onednn_check(isa, dtype="float32"):
+    """The ISA and kernel each framework's oneDNN uses under this cap, in the dtype measured (a
+    1-second tiny convolution; bfloat16: ours through precision.enable, PyTorch's autocast)."""
     env = isa_mod.environ(isa)
     env.update({"MKLDNN_VERBOSE": "1", "DNNL_VERBOSE": "1", "ONEDNN_VERBOSE": "1",
                 "OMP_NUM_THREADS": "1"})
+    bf16 = dtype == "bfloat16"
     snippets = {
-        "mxnet": "import mxnet as mx; x = mx.nd.ones((2, 32, 8, 8));"
+        "mxnet": ("from train_cli.training import precision; precision.enable('bfloat16'); "
+                  if bf16 else "") +
+                 "import mxnet as mx; x = mx.nd.ones((2, 32, 8, 8));"
                  " w = mx.nd.ones((32, 32, 3, 3));"
                  " mx.nd.Convolution(x, w, kernel=(3, 3), num_filter=32, no_bias=True)"
                  ".wait_to_read()",
         "torch": "import torch; print('aten', torch.backends.cpu.get_cpu_capability());"
+                 f" torch.set_autocast_enabled('cpu', {bf16});"
+                 " torch.set_autocast_dtype('cpu', torch.bfloat16);"
                  " torch.nn.functional.conv2d(torch.ones(2, 32, 8, 8), torch.ones(32, 32, 3, 3))",
     }
     found = {}
@@ -159,7 +165,7 @@ def main():
     print(f"machine: {isa_mod.machine_line()}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     checks = {}
     for isa in isas:
-        checks[isa] = onednn_check(isa)
+        checks[isa] = onednn_check(isa, args.dtype)
         print(f"ISA cap {isa}: {isa_mod.describe(isa)}\n  MXNet oneDNN: {checks[isa]['mxnet']}"
               f"\n  PyTorch oneDNN: {checks[isa]['torch']}", flush=True)
 
@@ -226,9 +232,12 @@ def main():
             ("(PyTorch: SiLU / ReLU train img/s)", "",
              lambda g: tr(g, "torch_silu") / tr(g, "torch")),
         ]
-    if bf16:
-        figures[0] = ("vgg16_bn: ours bfloat16 / PyTorch float32 eager", ">= 1.4 avx512",
-                      figures[0][2])
+    if bf16:  # say which precision each side of a ratio ran in
+        figures = [(name.replace("ours", "ours bfloat16").replace("PyTorch SiLU",
+                                                                  "PyTorch SiLU float32")
+                    .replace("PyTorch eager", "PyTorch float32 eager")
+                    .replace("(PyTorch:", "(PyTorch float32:"), target, fn)
+                   for name, target, fn in figures]
         figures[1:1] = [("vgg16_bn: ours bfloat16 / ours float32", "",
                          lambda g: tr(g, "relu") / tr(g, "relu_fp32"))]
         if not args.ours_only:
