@@ -82,7 +82,8 @@ crop-flip: install
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/vs_pytorch.py $(ARGS)
-	@if grep -qw amx_bf16 /proc/cpuinfo; then \
+	@if $(BIN)/python -c 'import sys; from train_cli import cpu; from train_cli.training import \
+	  precision as p; sys.exit(p.bfloat16_isa(cpu.flags()) != p.AMX_ISA)'; then \
 	  $(BIN)/python benchmarks/vs_pytorch.py --dtype bfloat16 $(filter --quick,$(ARGS)); \
 	else echo "(no AMX on this CPU: --dtype bfloat16 not measured)"; fi
 

@@ -43,9 +43,11 @@ def bfloat16_isa(flags):
     return next((isa for isa, needs in NEEDS.items() if needs <= flags), None)
 
 
-def check(dtype, flags=None):
-    """The oneDNN ISA a bfloat16 run will use (None for other dtypes); UserError when this CPU
-    cannot run bfloat16. No side effects: runs call it before any slow work."""
+def check(dtype, flags=None, environ=os.environ):
+    """The oneDNN ISA cap a bfloat16 run will use (None for other dtypes): the user's own
+    DNNL_MAX_CPU_ISA, else the best this CPU has. UserError when this CPU cannot run bfloat16,
+    or Linux refuses it AMX (asking is the only way to know, and harmless: the permission is
+    this process's). Runs call it before any slow work."""
     if dtype != "bfloat16":
         return None
     isa = bfloat16_isa(cpu.flags() if flags is None else flags)
@@ -53,7 +55,10 @@ def check(dtype, flags=None):
         raise UserError("--dtype bfloat16 needs a CPU with AMX (lscpu flags amx_bf16, amx_tile) "
                         "or AVX512_BF16 (avx512_bf16), and this one has neither; train with "
                         "--dtype float32 (a bfloat16 run resumes only on such a CPU)")
-    return isa
+    cap = environ.get("DNNL_MAX_CPU_ISA") or isa
+    if cap == AMX_ISA:
+        request_amx()
+    return cap
 
 
 def storage_dtype(dtype):
@@ -66,9 +71,9 @@ def request_amx():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) != 0:
         raise UserError("Linux refused AMX to this process (arch_prctl ARCH_REQ_XCOMP_PERM: "
-                        f"{os.strerror(ctypes.get_errno())}); AMX needs Linux 5.16 or later "
-                        "(and DNNL_MAX_CPU_ISA=AVX512_CORE_AMX only on a CPU with AMX); use "
-                        "--dtype float32")
+                        f"{os.strerror(ctypes.get_errno())}; it needs Linux 5.16 or later); "
+                        f"run bfloat16 without AMX (slower) with DNNL_MAX_CPU_ISA={BF16_ISA}, "
+                        "or train with --dtype float32")
 
 
 def _warn(message):
@@ -84,17 +89,17 @@ def enable(dtype, fused_swish=False, environ=os.environ, flags=None):
         raise UserError(f"this process already trains in {_enabled['dtype']}: bfloat16 is "
                         f"process-wide in MXNet, so a {dtype} run needs a process of its own")
     if dtype == "bfloat16":
-        isa = check(dtype, flags)
-        cap = environ.setdefault("DNNL_MAX_CPU_ISA", isa)  # a user's own cap wins
+        best = bfloat16_isa(cpu.flags() if flags is None else flags)
+        cap = check(dtype, flags, environ)  # this CPU can; AMX granted if it will be used
+        environ["DNNL_MAX_CPU_ISA"] = cap  # oneDNN reads it at its first primitive
         if cap == BF16_ISA:
             _warn("no AMX in use (this CPU has AVX512_BF16 only, or DNNL_MAX_CPU_ISA says so): "
                   "oneDNN's bfloat16 kernels without AMX ran at 0.74-0.81x float32 "
                   "(docs/PERFORMANCE.md)")
-        elif cap not in NEEDS:
-            _warn(f"DNNL_MAX_CPU_ISA={cap} leaves oneDNN without bfloat16 instructions, so "
-                  f"bfloat16 will be slow; unset it (this CPU can use {isa})")
-        if cap == AMX_ISA:
-            request_amx()
+        elif cap != AMX_ISA:
+            _warn(f"DNNL_MAX_CPU_ISA={cap!r} is set, so oneDNN uses at most what it names "
+                  f"(exactly {AMX_ISA} for AMX, {BF16_ISA} for bfloat16 without it; lower "
+                  f"makes bfloat16 slow); unset it to let swishtrain choose {best}")
         from mxnet.contrib import amp
         from mxnet.contrib.amp.lists import symbol_bf16
 

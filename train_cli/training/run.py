@@ -65,6 +65,7 @@ def train(cfg, overwrite=False, progress_bar=None):
     """Train a new run; return its summary dict."""
     path = cfg.run_dir or default_run_dir(cfg.model)
     check_new(path, overwrite)  # fail before any slow work, and before anything is made
+    precision.check(cfg.dtype)  # this CPU can run it
     engine, data = _prepare(cfg)
     recorder = recorder_for(engine.group, path, fresh=True, overwrite=overwrite)
     return _epochs(cfg, engine, data, recorder, RunState(), progress_bar, resumed=False)
@@ -74,6 +75,7 @@ def resume(path, overrides=None, progress_bar=None):
     """Continue a run from its last completed epoch (a study: study.resume_study)."""
     folder = RunFolder.existing(path)
     cfg = _resumed_config(folder, overrides or {})
+    precision.check(cfg.dtype)  # this CPU can run it: before the checkpoint is read
     ckpt = checkpoint.load(folder.file(CHECKPOINT))
     if ckpt.meta["epochs_done"] > cfg.epochs:
         raise UsageError(f"--epochs {cfg.epochs} is fewer than the {ckpt.meta['epochs_done']} "
@@ -133,7 +135,6 @@ def _resumed_config(folder, overrides):
 
 def _prepare(cfg):
     """Join the job, load the data (the primary first), build the engine; check the batch."""
-    precision.check(cfg.dtype)  # this CPU can run it: before joining, loading, allocating
     group = join(cfg.kvstore)
     set_prefix(group.prefix)
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices)  # the GPU preflight
