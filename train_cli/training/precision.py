@@ -18,7 +18,7 @@ bfloat16 is process-wide and must be switched on before MXNet does any work:
   re-creates those modules (undoing amp), so the Swish library is loaded before amp.
 enable() does all of it, once; the engine calls it before it builds anything, and check() lets a
 run refuse an unable CPU before any slow work. Measured on a Sapphire Rapids machine
-(docs/PERFORMANCE.md): AMX 1.47x float32 for vgg16_bn at full width; with oneDNN capped at
+(docs/PERFORMANCE.md): AMX 1.47-1.55x float32 for vgg16_bn at full width; with oneDNN capped at
 AVX512_BF16 (no AMX) 0.74-0.81x at every width measured.
 """
 import ctypes
