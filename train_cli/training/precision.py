@@ -110,8 +110,3 @@ def enable(dtype, fused_swish=False, environ=os.environ, flags=None):
         amp.init(target_dtype="bfloat16", fp32_ops=symbol_bf16.FP32_FUNCS + [
             op for op in swish_op.OPS if swish_op.loaded()])
     _enabled["dtype"] = dtype
-
-
-def amp_enabled():
-    """True once bfloat16 has been switched on in this process (amp is then in place)."""
-    return _enabled["dtype"] == "bfloat16"
