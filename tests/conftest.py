@@ -4,11 +4,11 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from train_cli import threads  # noqa: E402
+from train_cli.startup import before_mxnet  # noqa: E402
 
 # as the swishtrain entry point does, before anything imports mxnet
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-threads.configure()
+before_mxnet()
 
 from train_cli.cli import cli  # noqa: E402
 
@@ -34,3 +34,20 @@ def run_cli():
     def invoke(*args):
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     return invoke
+
+
+@pytest.fixture
+def gpu_environment(monkeypatch):
+    """The GPU preflight sets process-wide variables in os.environ (TF32, fusion, autotuning):
+    restored after the test, as they were."""
+    for name in ("MXNET_USE_FUSION", "MXNET_CUDNN_AUTOTUNE_DEFAULT", "NVIDIA_TF32_OVERRIDE"):
+        monkeypatch.setenv(name, "")  # recorded, so monkeypatch restores their absence
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.fixture
+def standin_gpus(gpu_environment):
+    """`--gpus` runs on the CPU stand-in (training/devices.py): cpu(1), cpu(2), ..."""
+    gpu_environment.setenv("SWISHTRAIN_GPU_STANDIN", "1")
+    return gpu_environment

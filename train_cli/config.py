@@ -77,6 +77,11 @@ class TrainConfig:
         "weights; ~1.5x float32 at full width with AMX; slower without AMX and, with "
         "BatchNorm, at some widths, which it warns about).",
         choices=DTYPES)
+    tf32: bool = option(False,  # float32 means float32; MXNet alone lets Ampere+ GPUs use TF32
+        "With --gpus on GPUs of compute capability 8.0 and newer (A100, L4, RTX 30xx/40xx): let "
+        "cuDNN and cuBLAS compute float32 convolutions and matrix products in TF32 (faster, "
+        "10-bit mantissa, so results differ from float32 beyond rounding). Off by default: "
+        "NVIDIA_TF32_OVERRIDE=0 keeps float32 math in float32. Recorded in config.json.")
     augment: str = option("crop-flip",  # the standard recipe; flip is what the blog script did
         "Training augmentation: crop-flip (pad 4, random 32x32 crop, horizontal flip), "
         "flip (horizontal flip only, as the blog script), none.", choices=AUGMENTS)
@@ -314,6 +319,8 @@ def validate(cfg):
     need(cfg.dtype != "bfloat16" or not cfg.gpus, "dtype",
          "bfloat16 runs on the CPU only (MXNet 1.9.1's bfloat16 is oneDNN's); with --gpus use "
          "--dtype float16")
+    need(not cfg.tf32 or cfg.gpus, "tf32",
+         "needs --gpus: TF32 is an arithmetic of NVIDIA GPUs; drop --tf32 on the CPU")
     need(cfg.dtype != "float16" or cfg.kvstore != "dist_async", "dtype",
          "float16 cannot be combined with --kvstore dist_async: loss scaling needs the updates "
          "on the workers; use dist_sync")

@@ -151,9 +151,12 @@ def test_a_distributed_run_is_not_resumed_as_a_single_process(run_cli, stepped_r
 def test_dist_async_trains_and_refuses_to_resume(run_cli, data_dir, tmp_path):
     run_dir = tmp_path / "async"
     code, out = launch("--data-dir", data_dir, "--run-dir", run_dir, "--epochs", 2,
-                       "--kvstore", "dist_async", *TRAIN)
+                       "--kvstore", "dist_async", "--val-split", 40, *TRAIN)
     assert code == 0, out
     assert len(read_metrics(run_dir / "metrics.csv")) == 2
+    # the best epoch's test accuracy: loading best.params must not reset the KVStore
+    import json
+    assert json.loads((run_dir / "summary.json").read_text())["test_images"] == 50
     code, out = launch("--resume", run_dir, "--epochs", 3)
     assert code != 0 and "dist_async cannot be resumed" in out
 

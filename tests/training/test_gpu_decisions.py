@@ -24,19 +24,17 @@ from helpers import TINY, synthetic_split
 
 
 @pytest.fixture(autouse=True)
-def gpu_environment(monkeypatch):
-    """The preflight sets MXNet's GPU variables in os.environ: removed again after each test."""
-    for name in ("MXNET_USE_FUSION", "MXNET_CUDNN_AUTOTUNE_DEFAULT"):
-        monkeypatch.setenv(name, "")  # recorded, so monkeypatch restores their absence
-        monkeypatch.delenv(name)
+def restore_gpu_environment(gpu_environment):
+    """The preflight sets MXNet's GPU variables in os.environ: restored after each test."""
 
 
 class FakeProbe:
     """A machine with the given GPUs: {id: (name, (major, minor))}."""
 
-    def __init__(self, gpus=None, cuda=True, driver=None, op_error=None, free=None):
+    def __init__(self, gpus=None, cuda=True, driver=None, op_error=None, free=None,
+                 version=11070, count_error=None):
         self.gpus, self.cuda, self.driver, self.op_error = gpus or {}, cuda, driver, op_error
-        self.free = free
+        self.free, self.version, self.count_error = free, version, count_error
 
     def cuda_build(self):
         return self.cuda
@@ -44,8 +42,16 @@ class FakeProbe:
     def driver_error(self):
         return self.driver
 
+    def driver_version(self):
+        return self.version
+
     def gpu_count(self):
+        if self.count_error:
+            raise mx.base.MXNetError(self.count_error)
         return len(self.gpus)
+
+    def context(self, gpu):
+        return mx.gpu(gpu)
 
     def name(self, gpu):
         return self.gpus[gpu][0]
@@ -264,3 +270,78 @@ def test_gpus_newer_than_cuda_11_7s_compiler_turn_fusion_off_and_autotune_is_off
     preflight_gpus((0,), FakeProbe({0: L4}))
     assert os.environ["MXNET_USE_FUSION"] == "0"
     assert "GPU 0 (NVIDIA L4) has compute capability 8.9" in capsys.readouterr().err
+
+
+def test_a_driver_older_than_cuda_11_is_refused_and_one_older_than_11_7_turns_fusion_off(capsys):
+    import os
+    with pytest.raises(UserError) as e:
+        preflight_gpus((0,), FakeProbe({0: A100}, version=10020))
+    assert "supports CUDA 10.2" in str(e.value) and "11.0 or newer" in str(e.value)
+    preflight_gpus((0,), FakeProbe({0: A100}, version=11040))
+    assert os.environ["MXNET_USE_FUSION"] == "0"  # NVRTC 11.7's PTX needs a 515+ driver
+    assert "the driver supports CUDA 11.4, older than the 11.7" in capsys.readouterr().err
+
+
+def test_a_gpu_count_that_fails_in_cuda_is_a_one_line_error():
+    with pytest.raises(UserError) as e:
+        preflight_gpus((0,), FakeProbe({0: A100}, count_error="CUDA: initialization error"))
+    assert "CUDA cannot count the GPUs (CUDA: initialization error)" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_float32_on_gpus_is_float32_unless_tf32_is_asked_for(monkeypatch):
+    import os
+    preflight_gpus((0,), FakeProbe({0: A100}))
+    assert os.environ["NVIDIA_TF32_OVERRIDE"] == "0"  # cuDNN and cuBLAS keep float32 math
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE")
+    preflight_gpus((0,), FakeProbe({0: A100}), tf32=True)
+    assert "NVIDIA_TF32_OVERRIDE" not in os.environ
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")  # the user's own: --tf32 cannot hold
+    with pytest.raises(UsageError, match="NVIDIA_TF32_OVERRIDE=0 in the environment forbids"):
+        preflight_gpus((0,), FakeProbe({0: A100}), tf32=True)
+    with pytest.raises(UsageError, match="--tf32 needs --gpus"):
+        from train_cli.config import validate
+        validate(TrainConfig(tf32=True))
+
+
+def test_the_preflights_test_operations_check_their_result():
+    """A convolution, a dense layer and a fused elementwise chain, with an exact answer."""
+    from train_cli.training.devices import StandInProbe, tiny_ops
+    assert tiny_ops(mx.cpu(3)) == 38890
+    assert StandInProbe().tiny_op_error(0) is None
+
+
+def test_the_loss_scale_is_amps_for_a_summed_loss_and_never_grows_past_its_cap():
+    """MXNet amp starts at 2^16 and stops at 2^24 for a mean loss; ours sums over the batch."""
+    scaler = DynamicLossScale.for_batch(256)
+    assert (scaler.scale, scaler.max_scale) == (2.0 ** 8, 2.0 ** 16)
+    assert DynamicLossScale.for_batch(200).scale == 2.0 ** 8  # rounded up to a power of two
+    scaler = DynamicLossScale.for_batch(1)
+    scaler.scale, scaler.growth_interval = 2.0 ** 24, 1
+    scaler.update(overflow=False)
+    assert scaler.scale == 2.0 ** 24
+
+
+def test_the_overflow_check_takes_any_number_of_arrays():
+    """multi_all_finite takes at most 200 arrays (all_finite-inl.h); 201 crashed the process."""
+    from train_cli.training.engine import all_finite
+    arrays = [mx.nd.ones((3,), ctx=mx.cpu(1)) for _ in range(250)]
+    assert all_finite(arrays)
+    arrays[-1][1] = float("inf")
+    assert not all_finite(arrays)
+
+
+def test_dropout_masks_come_from_mxnets_seeded_generator_on_every_device():
+    """Gluon's Dropout asks for cuDNN's (cudnn_off=False), which mx.random.seed never seeds."""
+    net = build_model("vgg11_bn", 0.125)
+    graph = json.loads(net(mx.sym.var("data")).tojson())
+    dropouts = [n for n in graph["nodes"] if n["op"] == "Dropout"]
+    assert len(dropouts) == 2 and all(n["attrs"]["cudnn_off"] == "True" for n in dropouts)
+    net.initialize(ctx=mx.cpu(1))
+    x = mx.nd.ones((4, 3, 32, 32), ctx=mx.cpu(1))
+
+    def masks(seed):
+        mx.random.seed(seed)
+        with mx.autograd.record():  # dropout is on while training
+            return net(x).asnumpy()
+    assert np.array_equal(masks(5), masks(5)) and not np.array_equal(masks(5), masks(6))

@@ -28,7 +28,7 @@ from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.model import swish_op
 from train_cli.model.spec import uses_fused_op
 from train_cli.model.vgg import count_params
-from train_cli.training.devices import make_contexts
+from train_cli.training.devices import acts_as_gpu, make_contexts
 from train_cli.training.engine import Engine
 
 
@@ -54,10 +54,14 @@ def gemm_backends(contexts, dtype="float32", n=2048):
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n),
                                                                              dtype=np.float32)
     ctx = contexts[0]
-    if ctx.device_type == "gpu":  # one GPU's GEMM in the training dtype, for each GPU
+    if acts_as_gpu(ctx):  # one GPU's GEMM in the training dtype, for each GPU
         ga, gb = (mx.nd.array(m, ctx=ctx, dtype=dtype) for m in (a, b))
+        # FullyConnected runs in the math mode training's dense layers use (TF32 with --tf32);
+        # dot never uses TF32 (dot_engine-inl.h:633 at 1.9.1)
         return {f"mxnet_dot_{dtype}_{ctx}": (lambda: mx.nd.dot(ga, gb).wait_to_read(),
-                                             len(contexts))}
+                                             len(contexts)),
+                f"mxnet_fullyconnected_{dtype}_{ctx}": (lambda: mx.nd.FullyConnected(
+                    ga, gb, no_bias=True, num_hidden=n).wait_to_read(), len(contexts))}
     ma, mb = mx.nd.array(a), mx.nd.array(b)
     fc = "mxnet_fullyconnected_onednn" + ("_bfloat16" if dtype == "bfloat16" else "")
     return {
@@ -82,7 +86,7 @@ def synthetic_split(n, seed=0):
 
 def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
     """Measure one configuration; returns a JSON-ready dict."""
-    contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
+    contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)
     engine = Engine(cfg, contexts)
     batch = engine.global_batch
     split = synthetic_split(batch * steps)

@@ -61,6 +61,7 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     trained = run.config()
     cfg = dataclasses.replace(trained, gpus=tuple(gpus), cpu_devices=cpu_devices,
                               dtype=_evaluation_dtype(trained.dtype, gpus),
+                              tf32=trained.tf32 and bool(gpus),  # TF32 is a GPU's arithmetic
                               eval_batch_size=eval_batch_size or trained.eval_batch_size)
     validate(cfg)
     weights = run.file(PARAMS[params])
@@ -78,7 +79,7 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     from train_cli.training import checkpoint
     from train_cli.training.devices import make_contexts, preflight_memory
     from train_cli.training.engine import Engine
-    contexts = make_contexts(cfg.gpus, cfg.cpu_devices)
+    contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)
     preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts, training=False)
     engine = Engine(cfg, contexts)
     if params == "best":

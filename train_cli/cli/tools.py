@@ -164,7 +164,7 @@ def evaluate(run_dir, split, data_dir, eval_batch_size, params, gpus, cpu_device
 
 
 BENCH_OPTIONS = ["model", "width", "batch_size", "eval_batch_size", "gpus", "cpu_devices",
-                 "dtype", "augment", "hybridize"]
+                 "dtype", "tf32", "augment", "hybridize"]
 
 
 @click.command(short_help="Measure training, evaluation and data-pipeline throughput.")

@@ -22,6 +22,22 @@ from train_cli.model.spec import (
 )
 
 
+class SeededDropout(nn.Dropout):
+    """Dropout whose masks come from MXNet's own generator on every device, so they depend on
+    mx.random.seed, i.e. on (seed, epoch), and replay on resume.
+
+    Gluon's Dropout passes cudnn_off=False (gluon/nn/basic_layers.py:271 at 1.9.1): on a GPU it
+    then takes cuDNN's dropout, whose generator is seeded once per device from C's rand()
+    (src/operator/nn/dropout-inl.h:494) and never by mx.random.seed. cudnn_off=True takes the
+    parallel generator that mx.random.seed seeds (dropout-inl.h:368-375); the CPU ignores it.
+    """
+
+    def hybrid_forward(self, F, x):
+        if self._rate > 0:
+            return F.Dropout(x, p=self._rate, axes=self._axes, name="fwd", cudnn_off=True)
+        return F.identity(x)
+
+
 class VGG(nn.HybridBlock):
     """VGG with configurable activation; layout and initialisers as gluon's model zoo.
 
@@ -46,7 +62,7 @@ class VGG(nn.HybridBlock):
             for _ in range(2):
                 self.features.add(nn.Dense(dense_units, in_units=in_units,
                                            weight_initializer="normal", bias_initializer="zeros"),
-                                  activation(), nn.Dropout(rate=dropout))
+                                  activation(), SeededDropout(rate=dropout))
                 in_units = dense_units
             self.output = nn.Dense(classes, in_units=in_units, weight_initializer="normal",
                                    bias_initializer="zeros")

@@ -23,6 +23,7 @@ from train_cli.mxnet_private import (
     structural_params,
     trainer_params,
 )
+from train_cli.training.devices import on_host
 
 FORMAT_VERSION = 1
 REQUIRED_META = {"format_version", "model", "epochs_done", "best_val_acc", "best_epoch",
@@ -37,13 +38,15 @@ class Checkpoint:
 
 
 def save(path, net, trainer, meta):
-    """Atomically write parameters, optimiser states and meta to path."""
+    """Atomically write parameters, optimiser states and meta to path: the first device's copy
+    of each (a context-less data() means MXNet's default context, which on GPUs holds none), in
+    host memory (devices.on_host)."""
     params = structural_params(net)
-    arrays = {f"param:{name}": p.data() for name, p in params.items()}
+    arrays = {f"param:{name}": on_host(p.list_data()[0]) for name, p in params.items()}
     index = {p.name: name for name, p in params.items()}
     for i, param in enumerate(trainer_params(trainer)):
         for k, arr in enumerate(_flatten(optimizer_state(trainer, i))):
-            arrays[f"state:{index[param.name]}:{k}"] = arr
+            arrays[f"state:{index[param.name]}:{k}"] = on_host(arr)
     meta = dict(meta, format_version=FORMAT_VERSION)
     arrays["meta"] = mx.nd.array(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                                  dtype=np.uint8)

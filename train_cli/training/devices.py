@@ -12,11 +12,19 @@ Memory preflight (every device, the CPU included): parameters, gradients, optimi
 activations of the chosen model, width and batch, against the memory the device has; and no
 tensor may exceed MXNet 1.9.1's 2^31-1 elements (the wheels are built without large tensors).
 Both checks fail with one line before any folder is made or memory allocated.
+
+The CPU stand-in for GPUs (SWISHTRAIN_GPU_STANDIN=1, used by the tests): `--gpus 0,1` runs on
+the CPU contexts cpu(1), cpu(2), none of which is MXNet's default context (cpu(0)), exactly as
+GPUs never are; the preflight runs with a probe that answers for the CPU, and every decision
+`--gpus` makes (batch per device, no CPU-only operator, memory per device, TF32) is made. Only
+the kernels are the CPU's. docs/GPU.md says what this can and cannot prove.
 """
 import ctypes
 import math
 import os
 import sys
+
+import mxnet as mx
 
 from train_cli.errors import UsageError, UserError, last_line
 
@@ -31,6 +39,70 @@ MAX_TENSOR_ELEMENTS = 2**31 - 1  # MXNet 1.9.1 wheels: no USE_INT64_TENSOR_SIZE
 # against 0.40 GB of parameters + gradients + momentum and 2 x 0.45 GB of layer outputs.
 ACTIVATION_FACTOR = 2
 CUDA_SUCCESS = 0
+GPU_POOL_RESERVE = 0.05
+CUDA_11_0, CUDA_11_7 = 11000, 11070  # cuDriverGetVersion's encoding (1000 * major + 10 * minor)
+STANDIN_ENV = "SWISHTRAIN_GPU_STANDIN"
+# Off unless --tf32: NVIDIA's switch that keeps cuDNN and cuBLAS float32 math in float32 on
+# Ampere and newer (MXNet 1.9.1 lets both use TF32 tensor cores there by default)
+TF32_ENV = "NVIDIA_TF32_OVERRIDE"
+
+
+class StandInGpu(mx.Context):
+    """GPU `gpu_id` played by the CPU context cpu(gpu_id + 1): never MXNet's default context."""
+
+    def __init__(self, gpu_id):
+        super().__init__("cpu", gpu_id + 1)
+        self.gpu_id = gpu_id
+
+    # str() stays MXNet's "cpu(N)": hybridised graphs pass contexts to C++ as that string
+
+
+def standin():
+    """Whether --gpus runs on the CPU stand-in (SWISHTRAIN_GPU_STANDIN=1; see module doc)."""
+    return os.environ.get(STANDIN_ENV) == "1"
+
+
+def acts_as_gpu(ctx):
+    """Whether a context is a GPU, or stands in for one: every GPU decision asks this."""
+    return ctx.device_type == "gpu" or isinstance(ctx, StandInGpu)
+
+
+def describe(contexts):
+    """The devices as a run's header names them: "gpu(0), gpu(1)", "cpu(0)", or a stand-in's."""
+    names = ", ".join(map(str, contexts))
+    if isinstance(contexts[0], StandInGpu):
+        return f"{names} (CPU stand-ins for GPUs {','.join(str(gpu_id(c)) for c in contexts)})"
+    return names
+
+
+def gpu_id(ctx):
+    """The id the user gave for a GPU context (--gpus), also for a stand-in."""
+    return ctx.gpu_id if isinstance(ctx, StandInGpu) else ctx.device_id
+
+
+def on_host(array):
+    """array as saved: in host memory. mx.nd.save records a GPU array's device, and mx.nd.load
+    puts it back on that GPU whenever the machine has one (src/ndarray/ndarray.cc:1629-1631,
+    1820-1831 at 1.9.1), so a file saved from GPU 1 would load onto GPU 1, or fail without it."""
+    return array if array.context.device_type == "cpu" else array.copyto(mx.cpu())
+
+
+def tiny_ops(ctx):
+    """Run one small operation of each GPU library training uses, on ctx; return the result.
+
+    A convolution (cuDNN), a dense layer (cuBLAS) and a hybridised chain of elementwise
+    operators (which MXNet fuses on a GPU and compiles with NVRTC). Each value is exact in
+    float32 and TF32, so a wrong one means a broken library, not rounding.
+    """
+    from mxnet.gluon import nn
+    x = mx.nd.ones((2, 3, 8, 8), ctx=ctx)
+    conv = mx.nd.Convolution(x, mx.nd.ones((4, 3, 3, 3), ctx=ctx), kernel=(3, 3),
+                             num_filter=4, no_bias=True)  # 27 everywhere, 2x4x6x6
+    dense = mx.nd.FullyConnected(conv, mx.nd.ones((5, 144), ctx=ctx), num_hidden=5,
+                                 no_bias=True)  # 27 * 144 = 3888 everywhere, 2x5
+    chain = nn.HybridLambda(lambda F, v: F.relu(v * 2 - 3888) + 1)
+    chain.hybridize()
+    return float(chain(dense).sum().asscalar())  # 10 x (3888 + 1) = 38890
 
 
 def covered(capability):
@@ -44,7 +116,6 @@ class CudaProbe:
 
     def cuda_build(self):
         """Whether the installed MXNet was built with CUDA."""
-        import mxnet as mx
         return mx.runtime.Features().is_enabled("CUDA")
 
     def _driver(self):
@@ -63,9 +134,14 @@ class CudaProbe:
             return str(e)
         return None
 
+    def driver_version(self):
+        """The CUDA version the driver supports, as cuDriverGetVersion encodes it (11070)."""
+        version = ctypes.c_int()
+        self._driver().cuDriverGetVersion(ctypes.byref(version))
+        return version.value
+
     def gpu_count(self):
-        """How many GPUs CUDA sees."""
-        import mxnet as mx
+        """How many GPUs CUDA sees (an MXNetError when CUDA cannot count them)."""
         return mx.context.num_gpus()
 
     def name(self, gpu):
@@ -83,20 +159,54 @@ class CudaProbe:
         cuda.cuDeviceComputeCapability(ctypes.byref(major), ctypes.byref(minor), device)
         return major.value, minor.value
 
+    def context(self, gpu):
+        """The MXNet context of GPU `gpu`."""
+        return mx.gpu(gpu)
+
     def tiny_op_error(self, gpu):
-        """Why a tiny operation fails on the GPU, or None when it runs."""
-        import mxnet as mx
+        """Why cuDNN, cuBLAS or NVRTC fails on the GPU (tiny_ops), or None when all three run."""
         try:
-            (mx.nd.ones((2, 2), ctx=mx.gpu(gpu)) * 2).sum().asscalar()
+            result = tiny_ops(self.context(gpu))
         except mx.base.MXNetError as e:
             return last_line(e)
-        return None
+        return None if result == 38890 else f"a test computation gave {result:g}, not 38890"
 
     def free_bytes(self, device_type, device_id):
         """Free memory of a device: a GPU's, or the host's available memory for the CPU."""
         if device_type == "gpu":
-            import mxnet as mx
-            return mx.context.gpu_memory_info(device_id)[0]
+            free, total = mx.context.gpu_memory_info(device_id)
+            # MXNet's memory pool never uses the last 5% of a GPU's memory
+            # (src/storage/pooled_storage_manager.h:60,150 at 1.9.1, MXNET_GPU_MEM_POOL_RESERVE)
+            return max(0, free - total * GPU_POOL_RESERVE)
+        return _host_available_bytes()
+
+
+class StandInProbe(CudaProbe):
+    """The preflight's questions answered for the CPU stand-in: a CUDA build with a current
+    driver and 8 GPUs of compute capability 8.0, whose tiny operations run on the CPU."""
+
+    def cuda_build(self):
+        return True
+
+    def driver_error(self):
+        return None
+
+    def driver_version(self):
+        return CUDA_11_7
+
+    def gpu_count(self):
+        return 8
+
+    def name(self, gpu):
+        return f"CPU stand-in for GPU {gpu}"
+
+    def capability(self, gpu):
+        return (8, 0)
+
+    def context(self, gpu):
+        return StandInGpu(gpu)
+
+    def free_bytes(self, device_type, device_id):
         return _host_available_bytes()
 
 
@@ -121,8 +231,9 @@ def _host_available_bytes():
         os.sysconf("SC_AVPHYS_PAGES")
 
 
-def preflight_gpus(gpus, probe=None):
-    """Raise a one-line UserError unless every GPU in `gpus` can run this MXNet's kernels."""
+def preflight_gpus(gpus, probe=None, tf32=False):
+    """Raise a one-line UserError unless every GPU in `gpus` can run this MXNet's kernels;
+    set the process's GPU settings (TF32 as asked, no autotuning) before any GPU work."""
     probe = probe or CudaProbe()
     if not probe.cuda_build():
         raise UsageError("--gpus needs an MXNet build with CUDA, and this one has none: install "
@@ -132,7 +243,21 @@ def preflight_gpus(gpus, probe=None):
     if why:
         raise UserError(f"--gpus: the NVIDIA driver cannot be used ({why}); install the driver "
                         "(it provides libcuda.so.1), or drop --gpus to train on the CPU")
-    available = probe.gpu_count()
+    version = probe.driver_version()
+    if version < CUDA_11_0:
+        raise UserError(f"--gpus: the NVIDIA driver supports CUDA {_cuda(version)}, and MXNet's "
+                        "CUDA 11.7 build needs a driver for CUDA 11.0 or newer (450.80+); update "
+                        "the driver, or drop --gpus to train on the CPU")
+    if tf32 and os.environ.get(TF32_ENV) == "0":
+        raise UsageError(f"--tf32: {TF32_ENV}=0 in the environment forbids TF32; unset it, or "
+                         "drop --tf32")
+    if not tf32:  # before cuDNN or cuBLAS is first used
+        os.environ[TF32_ENV] = "0"
+    try:
+        available = probe.gpu_count()
+    except mx.base.MXNetError as e:
+        raise UserError(f"--gpus: CUDA cannot count the GPUs ({last_line(e)}); check the driver "
+                        "with nvidia-smi, or drop --gpus to train on the CPU") from None
     missing = [g for g in gpus if g >= available]
     if missing:
         ids = f" (ids 0-{available - 1})" if available else ""
@@ -144,13 +269,17 @@ def preflight_gpus(gpus, probe=None):
             raise UserError(f"GPU {gpu} ({name}) has compute capability {major}.{minor}; "
                             f"MXNet 1.9.1's CUDA wheels cover {WHEEL_COVERS}, so none of its "
                             f"kernels can run there: {WAYS_OUT}")
-        if (major, minor) > NVRTC_NEWEST and os.environ.get("MXNET_USE_FUSION") is None:
-            # MXNet fuses elementwise operators at run time with NVRTC, compiling for the
-            # GPU's own compute_XY; the NVRTC of CUDA 11.7 knows nothing newer than 8.6
+        # MXNet fuses elementwise operators at run time with NVRTC, compiling PTX for the
+        # GPU's own compute_XY: CUDA 11.7's NVRTC knows nothing newer than 8.6, and its PTX
+        # loads only on a driver for CUDA 11.7 or newer (515+)
+        why_not = (f"GPU {gpu} ({name}) has compute capability {major}.{minor}, newer than "
+                   "CUDA 11.7's run-time compiler knows" if (major, minor) > NVRTC_NEWEST else
+                   f"the driver supports CUDA {_cuda(version)}, older than the 11.7 that the "
+                   "run-time compiler's code needs" if version < CUDA_11_7 else None)
+        if why_not and os.environ.get("MXNET_USE_FUSION") is None:
             os.environ["MXNET_USE_FUSION"] = "0"
-            print(f"note: GPU {gpu} ({name}) has compute capability {major}.{minor}, newer than "
-                  "CUDA 11.7's run-time compiler knows: MXNet's operator fusion is off "
-                  "(MXNET_USE_FUSION=0)", file=sys.stderr)
+            print(f"note: {why_not}: MXNet's operator fusion is off (MXNET_USE_FUSION=0)",
+                  file=sys.stderr)
         failed = probe.tiny_op_error(gpu)
         if failed:
             raise UserError(f"GPU {gpu} ({name}, compute capability {major}.{minor}) cannot run "
@@ -161,19 +290,24 @@ def preflight_gpus(gpus, probe=None):
     os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
 
 
-def make_contexts(gpus=(), cpu_devices=1, probe=None):
-    """MXNet contexts for --gpus / --cpu-devices, after the GPU preflight."""
-    import mxnet as mx
+def _cuda(version):
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def make_contexts(gpus=(), cpu_devices=1, probe=None, tf32=False):
+    """MXNet contexts for --gpus (after the GPU preflight; the CPU stand-in's when it is on) or
+    --cpu-devices."""
     if gpus:
-        preflight_gpus(gpus, probe)
-        return [mx.gpu(g) for g in gpus]
+        probe = probe or (StandInProbe() if standin() else CudaProbe())
+        preflight_gpus(gpus, probe, tf32)
+        return [probe.context(g) for g in gpus]
     return [mx.cpu(i) for i in range(cpu_devices)]
 
 
 def process_batch_size(per_device, contexts):
     """Images per step in this process: per device on GPUs (as the 2018 script); split over
     CPU contexts."""
-    if contexts[0].device_type == "gpu":
+    if acts_as_gpu(contexts[0]):
         return per_device * len(contexts)
     return per_device
 
@@ -196,11 +330,11 @@ def preflight_memory(net, cfg, contexts, training=True, probe=None):
 
     training=True checks a training run (its steps and its evaluations); False, evaluation.
     """
-    probe = probe or CudaProbe()
-    device_type, copies = contexts[0].device_type, len(contexts)
+    probe = probe or (StandInProbe() if isinstance(contexts[0], StandInGpu) else CudaProbe())
+    on_gpus, copies = acts_as_gpu(contexts[0]), len(contexts)
 
     def device_batch(batch):  # a GPU takes --batch-size; CPU contexts split it
-        return batch if device_type == "gpu" else -(-batch // copies)
+        return batch if on_gpus else -(-batch // copies)
     option = "--batch-size" if training else "--eval-batch-size"
     batch = cfg.batch_size if training else cfg.eval_batch_size
     shape, elements = net.largest_tensor(device_batch(batch))
@@ -213,12 +347,12 @@ def preflight_memory(net, cfg, contexts, training=True, probe=None):
     if training:
         needs.append(memory_needs(net, device_batch(cfg.batch_size), cfg.dtype))
     state, activations = max(needs, key=sum)
-    if device_type == "gpu":  # each GPU holds the whole model and its share of the batch
-        places = [(f"GPU {c.device_id}", c.device_id) for c in contexts]
+    if on_gpus:  # each GPU holds the whole model and its share of the batch
+        places = [(f"GPU {gpu_id(c)}", gpu_id(c)) for c in contexts]
     else:  # CPU contexts share the host's memory: every copy of the model, the whole batch
         state, activations, places = state * copies, activations * copies, [("this machine", 0)]
     for where, device_id in places:
-        free = probe.free_bytes(device_type, device_id)
+        free = probe.free_bytes("gpu" if on_gpus else "cpu", device_id)
         if free is not None and state + activations > free:
             raise UserError(
                 f"{cfg.model} at --width {cfg.width:g} with {option} {batch} needs about "

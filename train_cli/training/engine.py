@@ -22,7 +22,7 @@ from train_cli.model.spec import uses_fused_op
 from train_cli.model.vgg import build_model
 from train_cli.mxnet_private import start_kvstore, structural_params
 from train_cli.training import precision
-from train_cli.training.devices import process_batch_size
+from train_cli.training.devices import acts_as_gpu, on_host, process_batch_size
 from train_cli.training.loss_scale import DynamicLossScale, NoLossScale
 from train_cli.training.schedule import ServerSchedule
 
@@ -43,17 +43,18 @@ class Engine:
         # before anything runs: bfloat16 is process-wide
         precision.enable(cfg.dtype, fused_swish=uses_fused_op(cfg.model))
         self.group = group or LocalGroup()
-        self.loss_scale = loss_scale or (DynamicLossScale() if cfg.dtype == "float16"
-                                         else NoLossScale())
         self.contexts = contexts
         self.dtype = precision.storage_dtype(cfg.dtype)  # of parameters and input images
         self.batch_size = process_batch_size(cfg.batch_size, contexts)  # this process's share
         self.global_batch = self.group.global_batch(self.batch_size)  # one optimiser step
+        self.loss_scale = loss_scale or (DynamicLossScale.for_batch(self.global_batch)
+                                         if cfg.dtype == "float16" else NoLossScale())
         self.eval_batch_size = process_batch_size(cfg.eval_batch_size, contexts)
         self.input_norm = cfg.input_norm
-        # fused Swish operators only where they have kernels (CPU): activations.py
+        # fused Swish operators only where they have kernels (CPU; not on a GPU's stand-in)
+        device_type = "gpu" if acts_as_gpu(contexts[0]) else contexts[0].device_type
         self.net = build_model(cfg.model, cfg.width, cfg.dropout,
-                               fused=fused_allowed(contexts[0].device_type, cfg.dtype))
+                               fused=fused_allowed(device_type, cfg.dtype))
         mx.random.seed(streams.mxnet_seed(streams.INIT, cfg.seed))  # weights: --seed alone
         self.net.initialize(ctx=contexts)
         if self.dtype != "float32":
@@ -91,7 +92,7 @@ class Engine:
         """
         if not self.group.updates_on_servers:  # there the ServerSchedule sets the rate
             self.trainer.set_learning_rate(lr)
-        mx.random.seed(streams.mxnet_seed(streams.DROPOUT, seed, epoch))  # replays on resume
+        self._seed_dropout(seed, epoch)  # replays on resume
         results, pending, stopped = [], None, False
         for index, (images, labels) in enumerate(batches):
             if should_stop():
@@ -108,6 +109,21 @@ class Engine:
         # the last update is still queued: wait for it, so the epoch's time is the whole epoch
         mx.nd.waitall()
         return results, stopped
+
+    def _seed_dropout(self, seed, epoch):
+        """Dropout's masks from (seed, epoch), the same on resume.
+
+        On GPUs also from each device's place in the job, not its id: mx.random.seed(s) seeds a
+        device's generator from s and the device id (src/resource.cc:336-341 at 1.9.1), and a
+        GPU run may resume on other GPUs; seeding each context itself leaves the id out
+        (resource.cc:187-199). The CPU keeps the stream it has always had.
+        """
+        if not acts_as_gpu(self.contexts[0]):
+            mx.random.seed(streams.mxnet_seed(streams.DROPOUT, seed, epoch))
+            return
+        for place, ctx in enumerate(self.contexts):
+            mx.random.seed(streams.mxnet_seed(streams.DROPOUT, seed, epoch, self.group.rank,
+                                              place), ctx=ctx)
 
     def step(self, xs, ys):
         """One optimiser step on per-device slices; returns [loss sum, correct] and, with loss
@@ -139,18 +155,17 @@ class Engine:
     def _gradients_finite(self):
         """Whether every gradient on the first device is finite (they are summed already).
 
-        One multi_all_finite per dtype: in float16 BatchNorm's and Swish-beta's parameters stay
-        float32, and the operator takes arrays of one dtype. Reading the answer is a sync point
-        each step, which float16's skip decision needs before the update.
+        One multi_all_finite per dtype and per MULTI_ALL_FINITE_MAX arrays: in float16
+        BatchNorm's and Swish-beta's parameters stay float32, and the operator takes arrays of
+        one dtype, at most 200 of them. Reading the answer is a sync point each step, which
+        float16's skip decision needs before the update.
         """
         by_dtype = {}
         for p in self.net.collect_params().values():
             if p.grad_req != "null":
                 grad = p.grad(self.contexts[0])
                 by_dtype.setdefault(grad.dtype, []).append(grad)
-        return all(bool(mx.nd.multi_all_finite(*grads, num_arrays=len(grads),
-                                               init_output=True).asscalar())
-                   for grads in by_dtype.values())
+        return all(all_finite(grads) for grads in by_dtype.values())
 
     def _batch_stats(self, outputs, ys, losses, skipped):
         ctx = self.contexts[0]
@@ -213,10 +228,11 @@ class Engine:
                                for p in stats])
         mean, offset = self.group.mean_over_workers(flat).astype(np.float32), 0
         for p in stats:
-            value = mx.nd.array(mean[offset:offset + p.data().size].reshape(p.shape))
+            size = int(np.prod(p.shape))
+            value = mean[offset:offset + size].reshape(p.shape)
             for copy in p.list_data():  # not set_data(), which resets a dist_async KVStore
-                copy[:] = value
-            offset += p.data().size
+                copy[:] = value  # a host-to-device copy onto each device
+            offset += size
 
     def save_params(self, path):
         """The first device's weights, in the standard Gluon format (load_parameters reads them).
@@ -225,7 +241,7 @@ class Engine:
         7 devices is not bit-equal to any of them (x*3/3 rounds), so the saved network would
         not be the one that was evaluated.
         """
-        mx.nd.save(str(path), {name: p.data(self.contexts[0])
+        mx.nd.save(str(path), {name: on_host(p.data(self.contexts[0]))
                                for name, p in structural_params(self.net).items()})
 
     def check_finite(self, epoch, val_loss):
@@ -241,18 +257,40 @@ class Engine:
             raise Diverged(epoch, None, what)
 
     def load_params(self, path):
-        """Load weights saved by save_params onto every device, cast to this engine's dtype
-        (float16 weights evaluate in float32 on the CPU)."""
-        self.net.load_parameters(str(path), ctx=self.contexts, cast_dtype=True,
-                                 dtype_source="current")
+        """Load weights saved by save_params into every device's copy, cast to this engine's
+        dtype (float16 weights evaluate in float32 on the CPU); ValueError if they do not fit.
+
+        Copied in place, not net.load_parameters: its set_data resets a distributed KVStore,
+        which raises under dist_async (gluon/parameter.py:509-511, trainer.py:166-167 at 1.9.1).
+        """
+        loaded, params = mx.nd.load(str(path)), structural_params(self.net)
+        if not isinstance(loaded, dict) or set(loaded) != set(params):
+            raise ValueError("its parameter names are not this network's")
+        for name, p in params.items():
+            if loaded[name].shape != p.shape:
+                raise ValueError(f"{name} has shape {loaded[name].shape}, the network {p.shape}")
+            for copy in p.list_data():
+                copy[:] = loaded[name].astype(copy.dtype, copy=False)
 
     def params_digest(self):
         """SHA-1 over every parameter's bytes, in name order: equal replicas, equal digests."""
         h = hashlib.sha1()
         for name, p in sorted(structural_params(self.net).items()):
             h.update(name.encode())
-            h.update(p.data().asnumpy().tobytes())
+            h.update(p.data(self.contexts[0]).asnumpy().tobytes())
         return h.hexdigest()
+
+
+# src/operator/contrib/all_finite-inl.h at 1.9.1: MultiAllFiniteParam's num_arrays is at most 200
+MULTI_ALL_FINITE_MAX = 200
+
+
+def all_finite(arrays):
+    """Whether every element of arrays (all of one dtype and device) is finite."""
+    return all(bool(mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk),
+                                           init_output=True).asscalar())
+               for chunk in (arrays[i:i + MULTI_ALL_FINITE_MAX]
+                             for i in range(0, len(arrays), MULTI_ALL_FINITE_MAX)))
 
 
 def _correct(outputs, labels):

@@ -6,8 +6,16 @@ gradient overflows (inf/NaN) the step is skipped and the scale halved; after `gr
 good steps in a row it doubles again. A real divergence is not an overflow: a loss that is not
 finite still stops the run (Engine), and so does a scale that has fallen to `min_scale`, which
 means the gradients overflow float16 however small the loss is made.
+
+The scale is MXNet amp's (python/mxnet/contrib/amp/loss_scaler.py at 1.9.1: start 2^16, at
+most 2^24) for a mean loss. Our loss is the per-image sum (the update divides by the global
+batch), so its gradients are a batch times larger: both bounds are divided by the global batch
+rounded up to a power of two (a power of two keeps scaling and unscaling exact).
 """
+import math
 from dataclasses import asdict, dataclass
+
+AMP_START, AMP_MAX = 2.0 ** 16, 2.0 ** 24
 
 
 @dataclass
@@ -18,7 +26,14 @@ class DynamicLossScale:
     growth_interval: int = 2000
     factor: float = 2.0
     min_scale: float = 2.0 ** -14
+    max_scale: float = AMP_MAX
     active = True
+
+    @classmethod
+    def for_batch(cls, global_batch):
+        """amp's bounds for a loss summed over global_batch images (see module doc)."""
+        per_image = 2.0 ** math.ceil(math.log2(max(1, global_batch)))
+        return cls(scale=AMP_START / per_image, max_scale=AMP_MAX / per_image)
 
     def update(self, overflow):
         """Record one step's outcome; True when its update should be applied."""
@@ -27,7 +42,7 @@ class DynamicLossScale:
             return False
         self.good_steps += 1
         if self.good_steps >= self.growth_interval:
-            self.scale, self.good_steps = self.scale * self.factor, 0
+            self.scale, self.good_steps = min(self.scale * self.factor, self.max_scale), 0
         return True
 
     @property

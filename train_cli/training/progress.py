@@ -6,6 +6,7 @@ import click
 
 from train_cli import __version__
 from train_cli.model.vgg import count_params
+from train_cli.training.devices import describe
 
 
 def epoch_line(row, epochs):
@@ -73,13 +74,20 @@ def echo(message="", err=False):
         click.echo(_prefix + line, err=err)
 
 
+def _tf32(cfg):
+    """What a GPU run's float32 is (config.py's --tf32)."""
+    if not cfg.gpus:
+        return ""
+    return " (TF32 allowed on Ampere and newer)" if cfg.tf32 else " (TF32 off)"
+
+
 def print_header(cfg, path, engine, data, state):
     """The lines a run starts with: model, devices, data, where results go."""
     val = "test split" if data.val_is_test else "held out from train"
-    on = ", ".join(map(str, engine.contexts)) + engine.group.describe()
+    on = describe(engine.contexts) + engine.group.describe()
     echo(f"swishtrain {__version__}: {cfg.model} (width {cfg.width:g}, "
          f"{count_params(cfg.model, cfg.width):,} parameters) on {on}, "
-         f"batch {engine.global_batch}, {cfg.dtype}")
+         f"batch {engine.global_batch}, {cfg.dtype}{_tf32(cfg)}")
     echo(f"data: {len(data.train):,} train / {len(data.val):,} validation ({val}) images "
          f"from {data.source}")
     if state.epochs_done >= cfg.epochs:

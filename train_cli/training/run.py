@@ -137,7 +137,7 @@ def _prepare(cfg):
     """Join the job, load the data (the primary first), build the engine; check the batch."""
     group = join(cfg.kvstore)
     set_prefix(group.prefix)
-    contexts = make_contexts(cfg.gpus, cfg.cpu_devices)  # the GPU preflight
+    contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)  # the GPU preflight
     preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts)  # before any allocation
 
     def load():
