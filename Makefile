@@ -21,7 +21,7 @@ else
 endif
 STAMP  := $(VENV)/.installed-$(FLAVOUR)
 
-.PHONY: install test lint relu swish compare crop-flip bench gpu-check clean
+.PHONY: install test lint relu swish compare crop-flip bench gpu-check cuda-smoke clean
 
 install: $(STAMP)
 
@@ -40,7 +40,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,$(FLAVOUR)]'
 	@# compile the fused Swish operators now rather than at the first run (falls back if it can't)
-	-$(BIN)/python -m train_cli.model.swish_op
+	-$(BIN)/python -m train_cli.startup build-swish
 	@touch $(STAMP)
 
 test: install
@@ -95,6 +95,13 @@ gpu-check:
 	  echo "gpu-check: no NVIDIA GPU on this machine (nvidia-smi finds none); run it where one is"; exit 2; }
 	$(MAKE) install CUDA=11.7
 	$(BIN)/python -m train_cli.gpu_check $(ARGS)
+
+# The CUDA install, proven as far as a machine without a GPU can: the real mxnet-cu117 and
+# NVIDIA's wheels in a scratch venv (about 2 GB of downloads; not in CI), a stub libcuda.so.1,
+# then import, test collection, the launcher's server command and `--gpus 0` up to its driver
+# error (README "GPUs"; CUDA_SMOKE_DIR chooses the scratch folder).
+cuda-smoke:
+	bash tools/cuda_smoke.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

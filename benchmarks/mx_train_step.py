@@ -10,9 +10,9 @@ import json
 import os
 import statistics
 
-from train_cli import threads
+from train_cli.startup import before_mxnet
 
-threads.configure()
+before_mxnet()
 
 import mxnet as mx
 

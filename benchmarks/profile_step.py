@@ -47,8 +47,8 @@ def _mark(text):
 
 
 def _mxnet_step(args):
-    from train_cli import threads
-    threads.configure()
+    from train_cli.startup import before_mxnet
+    before_mxnet()
     import mxnet as mx
     import numpy as np
 

@@ -13,9 +13,9 @@ import argparse
 import statistics
 import time
 
-from train_cli import threads
+from train_cli.startup import before_mxnet
 
-threads.configure()
+before_mxnet()
 
 import mxnet as mx
 import numpy as np

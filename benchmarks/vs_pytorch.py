@@ -78,7 +78,8 @@ def onednn_check(isa, dtype="float32"):
                 "OMP_NUM_THREADS": "1"})
     bf16 = dtype == "bfloat16"
     snippets = {
-        "mxnet": ("from train_cli.training import precision; precision.enable('bfloat16'); "
+        "mxnet": "from train_cli.startup import before_mxnet; before_mxnet(); " +
+                 ("from train_cli.training import precision; precision.enable('bfloat16'); "
                   if bf16 else "") +
                  "import mxnet as mx; x = mx.nd.ones((2, 32, 8, 8));"
                  " w = mx.nd.ones((32, 32, 3, 3));"

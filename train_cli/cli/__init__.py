@@ -11,12 +11,13 @@ import traceback
 import click
 from click_default_group import DefaultGroup
 
-from train_cli import __version__, cuda_libs, threads
+from train_cli import __version__, cuda_libs
 from train_cli.cli.options import INT_LIST, FieldType, config_options, progress_option
 from train_cli.cli.tools import bench, compare, evaluate, launch
 from train_cli.cluster import launched_role
 from train_cli.config import OPTIONS, RESUMABLE_OVERRIDES
 from train_cli.errors import EXIT_USAGE, Stopped, UserError
+from train_cli.startup import before_mxnet
 
 
 class SwishtrainGroup(DefaultGroup):
@@ -171,11 +172,12 @@ for command in (launch, compare, evaluate, bench):
 
 
 def main():
-    """The `swishtrain` entry point: thread settings first (MXNet reads them once, at import),
-    and NVIDIA's libraries from the cu117 extra's wheels, which a CUDA build of mxnet needs."""
-    threads.configure()
-    if cuda_libs.cuda_build_installed():  # the CPU build needs none of them
-        cuda_libs.preload()
+    """The `swishtrain` entry point: what must happen before mxnet is imported (startup.py)."""
+    try:
+        before_mxnet()
+    except cuda_libs.LoadError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
     if launched_role() != "worker":
         return cli()
     # A distributed worker that fails must exit at once: at a normal exit ps-lite waits at a

@@ -425,7 +425,8 @@ class Job:
 
     def plan(self, port):
         """Every process of the job, scheduler first, then servers, then workers."""
-        server_cmd = [sys.executable, "-c", "import mxnet"]  # importing mxnet runs the role
+        # importing mxnet runs the role, after what every entry point does first (startup.py)
+        server_cmd = [sys.executable, "-m", "train_cli.startup"]
         planned = [Planned("scheduler", 0, None, server_cmd, self.env("scheduler", port))]
         for i in range(self.num_servers):
             host = self._host(i)

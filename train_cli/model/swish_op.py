@@ -120,7 +120,3 @@ def status():
         return f"fused Swish operators loaded from {library_path()}"
     return f"pure-Gluon Swish ({_state['reason']})"
 
-
-# `python -m train_cli.model.swish_op`: build ahead of time (make install)
-if __name__ == "__main__":
-    print(status())
