@@ -48,6 +48,6 @@ def gpu_environment(monkeypatch):
 
 @pytest.fixture
 def standin_gpus(gpu_environment):
-    """`--gpus` runs on the CPU stand-in (training/devices.py): cpu(1), cpu(2), ..."""
+    """`--gpus` runs on the CPU stand-in (training/gpus.py): cpu(1), cpu(2), ..."""
     gpu_environment.setenv("SWISHTRAIN_GPU_STANDIN", "1")
     return gpu_environment

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from train_cli import gpu_check
-from train_cli.training.devices import STANDIN_ENV
+from train_cli.training.gpus import STANDIN_ENV
 
 HAS_GPU = bool(gpu_check.gpu_ids())
 

@@ -1,8 +1,9 @@
 """Every GPU decision, tested on the CPU: no GPU is needed (or used) here.
 
-The GPU preflight runs against a fake probe (GPU count, names, compute capabilities and a tiny
-operation's outcome are given); the Swish implementation is read off a network built for GPU
-contexts without running it; loss scaling is driven into a real overflow in float32.
+The GPU preflight (training/gpus.py) runs against a fake probe (GPU count, names, compute
+capabilities and a tiny operation's outcome are given); the Swish implementation is read off
+a network built for GPU contexts without running it; loss scaling is driven into a real
+overflow in float32.
 """
 import dataclasses
 import json
@@ -16,8 +17,9 @@ from train_cli.errors import UsageError, UserError
 from train_cli.model.activations import Swish, SwishBeta, fused_allowed
 from train_cli.model.vgg import build_model, shape_model
 from train_cli.runfolder import read_metrics
-from train_cli.training.devices import covered, make_contexts, preflight_gpus, preflight_memory
+from train_cli.training.devices import make_contexts, preflight_memory
 from train_cli.training.engine import Engine
+from train_cli.training.gpus import covered, preflight_gpus
 from train_cli.training.loss_scale import DynamicLossScale
 
 from helpers import TINY, synthetic_split
@@ -306,7 +308,7 @@ def test_float32_on_gpus_is_float32_unless_tf32_is_asked_for(monkeypatch):
 
 def test_the_preflights_test_operations_check_their_result():
     """A convolution, a dense layer and a fused elementwise chain, with an exact answer."""
-    from train_cli.training.devices import StandInProbe, tiny_ops
+    from train_cli.training.gpus import StandInProbe, tiny_ops
     assert tiny_ops(mx.cpu(3)) == 38890
     assert StandInProbe().tiny_op_error(0) is None
 
