@@ -29,7 +29,10 @@ def atomic_write(path, write, then="resume the run"):
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. the file system turned read-only: say what failed first
+            pass
         # mx.nd.save reports a failed write as MXNetError; anything else is a bug, not I/O
         if not isinstance(e, OSError) and type(e).__name__ != "MXNetError":
             raise

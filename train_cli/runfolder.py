@@ -6,6 +6,8 @@
     best.params   weights of the best validation epoch (standard Gluon format)
     last.ckpt     everything needed to resume (training/checkpoint.py)
     study.json    only in a study folder: its seeds and options (one seed-<N>/ run per seed)
+    .swishtrain   the marker written first into every folder swishtrain makes (its kind)
+    .<file>.<pid>.tmp  an atomic write in progress (atomic.py); left behind only by a kill
 
 training/recorder.py is the only writer; training (resume), analysis (compare, evaluate) and the
 tests read through this module. No mxnet here.
@@ -15,6 +17,7 @@ import datetime
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 from train_cli.config import from_dict
@@ -23,6 +26,11 @@ from train_cli.errors import UserError
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
 STUDY = "study.json"
 BEST_PARAMS, CHECKPOINT = "best.params", "last.ckpt"
+MARKER = ".swishtrain"
+RUN_FILES = {MARKER, CONFIG, METRICS, SUMMARY, BEST_PARAMS, CHECKPOINT}
+STUDY_FILES = {MARKER, STUDY}
+SEED_FOLDER = re.compile(r"seed-\d+$")
+TMP_FILE = re.compile(r"\.(.+)\.(\d+)\.tmp$")  # atomic.atomic_write's temporary names
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "epoch_seconds", "train_img_per_s", "skipped_steps"]
 
@@ -62,6 +70,65 @@ def read_metrics(path):
         rows = list(csv.DictReader(f))
     return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
             for row in rows]
+
+
+def folder_kind(path):
+    """"run" or "study" for a folder swishtrain made (its marker; for folders made before the
+    marker existed, a config.json or study.json of swishtrain's own form), else None."""
+    path = Path(path)
+    marker = _json_object(path / MARKER)
+    if marker.get("kind") in ("run", "study"):
+        return marker["kind"]
+    config, study = _json_object(path / CONFIG), _json_object(path / STUDY)
+    if "swishtrain" in config and isinstance(config.get("config"), dict):
+        return "run"
+    if isinstance(study.get("seeds"), list) and isinstance(study.get("config"), dict):
+        return "study"
+    return None
+
+
+def _json_object(path):
+    """A regular file's JSON object, or {} (missing, unreadable, not JSON, not an object)."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return {}
+        value = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def own_entries(path):
+    """Every entry of a run or study folder, deepest first, if swishtrain wrote them all;
+    UserError naming the first one it did not write (or saying the folder is not one of its).
+
+    What --overwrite may delete: nothing is followed through a symbolic link, and a folder
+    holding anything else is refused whole.
+    """
+    path = Path(path)
+    kind = folder_kind(path)
+    if kind is None:
+        raise UserError(f"--overwrite refused: {path} is not a folder swishtrain made (no "
+                        f"{MARKER} marker, {CONFIG} or {STUDY} of its own), so nothing in it "
+                        "was deleted; choose another --run-dir")
+    entries = []
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink():
+            foreign = True
+        elif kind == "study" and entry.is_dir() and SEED_FOLDER.match(entry.name):
+            foreign = False
+            inner = list(entry.iterdir())
+            if inner:  # a seed's run, begun or finished
+                entries += own_entries(entry)
+        else:
+            own = RUN_FILES if kind == "run" else STUDY_FILES
+            foreign = not entry.is_file() or not (entry.name in own or TMP_FILE.match(entry.name))
+        if foreign:
+            raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes "
+                            f"in a {kind} folder, so nothing in {path} was deleted; move it "
+                            "away, or choose another --run-dir")
+        entries.append(entry)
+    return entries
 
 
 def is_study(path):

@@ -200,7 +200,7 @@ def test_non_empty_run_dir_is_refused_and_left_alone(run_cli, cifar_dir, tmp_pat
     assert_one_line_error(result, 1, "is not empty")
     assert "--overwrite" in result.stderr
     result = run_cli("--data-dir", cifar_dir, "--run-dir", run_dir, "--overwrite", *TINY)
-    assert_one_line_error(result, 1, "does not look like a run folder")
+    assert_one_line_error(result, 1, "is not a folder swishtrain made")
     assert (run_dir / "notes.txt").read_text() == "precious"
 
 

@@ -8,7 +8,6 @@ NoRecorder: they hold no folder and write nothing, and the loop never asks which
 import datetime
 import platform
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,46 +24,59 @@ from train_cli.runfolder import (
     BEST_PARAMS,
     CHECKPOINT,
     CONFIG,
+    MARKER,
     METRICS,
     STUDY,
     SUMMARY,
     RunFolder,
     format_metrics,
+    own_entries,
 )
 from train_cli.training import checkpoint
 
 
 def check_new(path, overwrite=False):
-    """Raise UserError unless path can become a fresh run folder (changes nothing)."""
+    """What making path a fresh run folder would delete (only entries swishtrain wrote, see
+    runfolder.own_entries); UserError if it cannot be made. Changes nothing."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--run-dir {path} is a file; choose a folder")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise UserError(f"run folder {path} is not empty; choose another --run-dir, "
-                            f"continue it with `swishtrain resume {path}`, or replace it "
-                            "with --overwrite")
-        if not ((path / CONFIG).is_file() or (path / STUDY).is_file()):
-            raise UserError(f"--overwrite refused: {path} does not look like a run folder "
-                            f"(no {CONFIG} or {STUDY}), so nothing in it was deleted")
-
-
-def make_folder(path, overwrite=False):
-    """Make a fresh, empty folder for a run or a study; a non-empty one needs overwrite."""
-    path = Path(path)
-    check_new(path, overwrite)
-    if path.is_dir() and any(path.iterdir()):
-        shutil.rmtree(path)
     try:
+        if path.is_symlink() and not path.exists():
+            raise UserError(f"--run-dir {path} is a symbolic link to nothing; remove it or "
+                            "choose another --run-dir")
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--run-dir {path} is a file; choose a folder")
+        if not (path.is_dir() and any(path.iterdir())):
+            return []
+    except OSError as e:  # a name too long, a folder that cannot be read, ...
+        raise UserError(f"--run-dir {path} cannot be used ({e.strerror}); choose another "
+                        "--run-dir") from None
+    if not overwrite:
+        raise UserError(f"run folder {path} is not empty; choose another --run-dir, "
+                        f"continue it with `swishtrain resume {path}`, or replace it "
+                        "with --overwrite")
+    if path.is_symlink():  # never delete through a link, whatever it points to
+        raise UserError(f"--overwrite refused: --run-dir {path} is a symbolic link, so "
+                        "nothing was deleted; give the folder itself")
+    return own_entries(path)
+
+
+def make_folder(path, overwrite=False, kind="run"):
+    """Make a fresh, empty folder for a run or a study, marked as swishtrain's; a non-empty one
+    needs overwrite, and is emptied only of what swishtrain wrote there."""
+    path = Path(path)
+    try:
+        for entry in check_new(path, overwrite):
+            entry.rmdir() if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create run folder {path}: {e.strerror}") from None
+    atomic_write_json(path / MARKER, {"kind": kind, "swishtrain": __version__})
     return RunFolder(path)
 
 
 def create_study(path, seeds, cfg, overwrite=False):
     """A study folder with its study.json (seeds first, so an interrupted study resumes all)."""
-    folder = make_folder(path, overwrite)
+    folder = make_folder(path, overwrite, kind="study")
     atomic_write_json(folder.file(STUDY), {"seeds": list(seeds), "config": to_dict(cfg)})
     return folder
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from train_cli import streams
 from train_cli.cluster import launched_role
-from train_cli.cluster.process_group import join
+from train_cli.cluster.process_group import LocalGroup, join
 from train_cli.config import RESUMABLE_OVERRIDES, flag, validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.data.loader import Prefetcher, train_batches
@@ -32,7 +32,7 @@ from train_cli.runfolder import (
     default_run_dir,
 )
 from train_cli.training import checkpoint, precision
-from train_cli.training.devices import make_contexts, preflight_memory
+from train_cli.training.devices import make_contexts, preflight_memory, process_batch_size
 from train_cli.training.engine import Engine
 from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import EpochProgress, echo, epoch_line, print_header, set_prefix
@@ -133,10 +133,23 @@ def _resumed_config(folder, overrides):
     return cfg
 
 
+def preflight(cfg):
+    """Every check a run makes before it builds anything (devices, memory, data, the batch),
+    for a study to make before it replaces an earlier one (--overwrite)."""
+    precision.check(cfg.dtype)
+    _checked(cfg, LocalGroup())
+
+
 def _prepare(cfg):
-    """Join the job, load the data (the primary first), build the engine; check the batch."""
+    """Join the job, pass the checks (loading the data), build the engine."""
     group = join(cfg.kvstore)
     set_prefix(group.prefix)
+    contexts, data = _checked(cfg, group)
+    return Engine(cfg, contexts, group, train_images=len(data.train)), data
+
+
+def _checked(cfg, group):
+    """(contexts, data) once the devices, memory, data and batch checks have passed."""
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)  # the GPU preflight
     preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts)  # before any allocation
 
@@ -147,11 +160,11 @@ def _prepare(cfg):
     data = load() if group.is_primary else None
     group.barrier()
     data = data or load()
-    engine = Engine(cfg, contexts, group, train_images=len(data.train))
-    if len(data.train) < engine.global_batch:
+    global_batch = group.global_batch(process_batch_size(cfg.batch_size, contexts))
+    if len(data.train) < global_batch:
         raise UserError(f"only {len(data.train)} training images, fewer than one batch of "
-                        f"{engine.global_batch}; lower --batch-size or --val-split")
-    return engine, data
+                        f"{global_batch}; lower --batch-size or --val-split")
+    return contexts, data
 
 
 def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):

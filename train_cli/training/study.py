@@ -12,10 +12,9 @@ from pathlib import Path
 from train_cli.config import from_dict
 from train_cli.errors import UsageError, UserError
 from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder, default_run_dir
-from train_cli.training import precision
 from train_cli.training import run as single
 from train_cli.training.progress import echo
-from train_cli.training.recorder import create_study
+from train_cli.training.recorder import check_new, create_study
 
 
 def seed_dir(base, seed):
@@ -36,8 +35,11 @@ def check_seeds(seeds, cfg):
 def train_seeds(cfg, seeds, overwrite=False, progress_bar=None):
     """Train cfg once per seed; return the summaries."""
     check_seeds(seeds, cfg)
-    precision.check(cfg.dtype)  # before the study folder is made
-    study = create_study(cfg.run_dir or default_run_dir(cfg.model), seeds, cfg, overwrite)
+    path = cfg.run_dir or default_run_dir(cfg.model)
+    check_new(path, overwrite)  # at once, changing nothing
+    # every check before an earlier study is replaced (--overwrite) or a folder is made
+    single.preflight(dataclasses.replace(cfg, seed=seeds[0]))
+    study = create_study(path, seeds, cfg, overwrite)
     return _run_seeds(study.path, cfg, seeds, {}, progress_bar)
 
 
