@@ -187,6 +187,13 @@ class RunFolder:
             raise UserError(f"{self.file(CONFIG)} is not a valid swishtrain config ({e})") \
                 from None
 
+    def is_finished_quietly(self):
+        """is_finished(), False for a folder that is missing or unreadable."""
+        try:
+            return self.has(CONFIG) and self.is_finished()
+        except (UserError, KeyError, TypeError):
+            return False
+
     def is_finished(self):
         """True when the run has its summary for all the epochs it was asked for."""
         if not self.has(SUMMARY):

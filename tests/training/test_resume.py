@@ -121,7 +121,7 @@ def test_second_ctrl_c_quits_at_once_leaving_a_readable_checkpoint(data_dir, tmp
     wait_for_epochs(proc, run_dir, 1)
     proc.send_signal(signal.SIGINT)
     for line in proc.stderr:  # the first Ctrl-C has been seen: a stop is under way
-        if "stopping after this batch" in line:
+        if "stopping at the next batch" in line:
             break
     proc.send_signal(signal.SIGINT)
     returncode, out, err = finish(proc)

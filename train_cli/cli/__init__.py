@@ -102,6 +102,9 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
     Example:
       swishtrain train --model vgg16_bn_swish --epochs 40 --lr-steps 10,20,30
     """
+    if seeds is not None and values.get("seed") is not None:
+        raise click.UsageError("--seed cannot be combined with --seeds, which gives every seed "
+                               "of the study; drop --seed")
     if resume_dir:
         if config_file or seeds is not None:
             raise click.UsageError("--config and --seeds cannot be combined with --resume: a "
@@ -146,7 +149,14 @@ def resume_run_or_study(path, overrides, progress):
         from train_cli.training.study import resume_study
         return resume_study(path, overrides, progress)
     from train_cli.training.run import resume
-    return resume(path, overrides, progress)
+    from train_cli.training.study import unfinished_seeds
+    summary = resume(path, overrides, progress)
+    study = unfinished_seeds(path)
+    if study and study[1]:  # this seed is done; its study is not
+        click.echo(f"note: {path} is one seed of the study {study[0]}, whose seeds "
+                   f"{','.join(map(str, study[1]))} are not finished: continue the whole study "
+                   f"with `swishtrain resume {study[0]}`")
+    return summary
 
 
 @cli.command()

@@ -33,8 +33,9 @@ class StopRequests:
         # once, even while the main thread waits inside MXNet (where a Python handler would
         # have to wait for the batch to finish).
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping after this batch "
-                         "(Ctrl-C again to quit at once; the last checkpoint is intact)\n")
+        sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping at the next batch or "
+                         "epoch boundary (Ctrl-C again to quit at once; the last checkpoint is "
+                         "intact)\n")
         sys.stderr.flush()
 
     def is_set(self):

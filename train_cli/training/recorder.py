@@ -77,8 +77,13 @@ def make_folder(path, overwrite=False, kind="run"):
 def create_study(path, seeds, cfg, overwrite=False):
     """A study folder with its study.json (seeds first, so an interrupted study resumes all)."""
     folder = make_folder(path, overwrite, kind="study")
-    atomic_write_json(folder.file(STUDY), {"seeds": list(seeds), "config": to_dict(cfg)})
+    write_study(folder.path, seeds, cfg)
     return folder
+
+
+def write_study(path, seeds, cfg):
+    """study.json: the study's seeds and the options every seed ends with."""
+    atomic_write_json(Path(path) / STUDY, {"seeds": list(seeds), "config": to_dict(cfg)})
 
 
 def recorder_for(group, path, fresh, overwrite=False):

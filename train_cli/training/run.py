@@ -211,13 +211,18 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
                 state.best_val_acc, state.best_epoch = val_acc, epoch + 1
             recorder.record_epoch(engine, state.metrics, state.meta(cfg), improved)
             echo(epoch_line(row, cfg.epochs))
-    if stop.is_set() and state.epochs_done < cfg.epochs:
-        raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
-                      f"{recorder.path / CHECKPOINT} holds {state.epochs_done} completed "
-                      "epoch(s), and the interrupted epoch restarts on resume.\n"
-                      f"Resume with: {resume_command(recorder.path, engine.group.num_workers)}",
-                      exit_code=stop.exit_code)
-    return _finish(cfg, engine, data, recorder, state)
+        if stop.is_set() and state.epochs_done < cfg.epochs:
+            raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
+                          f"{recorder.path / CHECKPOINT} holds {state.epochs_done} completed "
+                          "epoch(s), and the interrupted epoch restarts on resume.\n"
+                          f"Resume with: "
+                          f"{resume_command(recorder.path, engine.group.num_workers)}",
+                          exit_code=stop.exit_code)
+        summary = _finish(cfg, engine, data, recorder, state)
+        if stop.is_set():  # asked during the last epoch's evaluation or the summary: honoured
+            raise Stopped(f"stopped by {stop.name} as the run ended; {recorder.path} is "
+                          "complete", exit_code=stop.exit_code)
+    return summary
 
 
 def _finish(cfg, engine, data, recorder, state):

@@ -6,15 +6,17 @@ RUN_DIR/study.json records the seeds and options first, so an interrupted study 
 seed, including those that had not started.
 """
 import dataclasses
+import re
+import shlex
 import statistics
 from pathlib import Path
 
 from train_cli.config import from_dict
-from train_cli.errors import UsageError, UserError
-from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder, default_run_dir
+from train_cli.errors import Stopped, UsageError, UserError
+from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder, default_run_dir, is_study
 from train_cli.training import run as single
 from train_cli.training.progress import echo
-from train_cli.training.recorder import check_new, create_study
+from train_cli.training.recorder import check_new, create_study, write_study
 
 
 def seed_dir(base, seed):
@@ -50,36 +52,77 @@ def resume_study(folder, overrides, progress_bar=None):
         cfg, seeds = from_dict(saved["config"]), [int(s) for s in saved["seeds"]]
     except (KeyError, TypeError, ValueError, UserError) as e:
         raise UserError(f"{Path(folder) / STUDY} is corrupt ({e})") from None
+    epochs = overrides.get("epochs")
+    if epochs is not None and epochs != cfg.epochs:
+        # one experiment: every seed ends at the same epoch, even if this extension is stopped
+        cfg = dataclasses.replace(cfg, epochs=epochs)
+        write_study(folder, seeds, cfg)
     return _run_seeds(Path(folder), cfg, seeds, overrides, progress_bar)
 
 
 def _run_seeds(base, cfg, seeds, overrides, progress_bar):
     summaries = []
     for i, seed in enumerate(seeds, 1):
-        path = seed_dir(base, seed)
-        folder = RunFolder(path)
-        if folder.has(CHECKPOINT) and folder.is_finished() and overrides.get("epochs") is None:
-            echo(f"=== seed {seed} ({i}/{len(seeds)}): finished, in {path}")
-            summaries.append(folder.read_json(SUMMARY))
-        elif folder.has(CHECKPOINT):
-            echo(f"=== seed {seed} ({i}/{len(seeds)}): resuming {path}")
-            summaries.append(single.resume(path, overrides, progress_bar=progress_bar))
-        else:
-            echo(f"=== seed {seed} ({i}/{len(seeds)}) -> {path}")
-            seed_cfg = dataclasses.replace(cfg, seed=seed, run_dir=str(path),
-                                           **{k: v for k, v in overrides.items() if v is not None})
-            summaries.append(single.train(seed_cfg, overwrite=True, progress_bar=progress_bar))
+        try:
+            summaries.append(_run_seed(base, cfg, seed, f"{i}/{len(seeds)}", overrides,
+                                       progress_bar))
+        except Stopped as e:  # the command that continues is the study's, not the seed's
+            left = ",".join(map(str, seeds[i - 1:])) if "during epoch" in str(e) else \
+                ",".join(map(str, seeds[i:]))
+            raise Stopped(f"{str(e).splitlines()[0]}\nseeds {left or 'none'} of {base} are not "
+                          f"finished.\nResume the study with: swishtrain resume "
+                          f"{shlex.quote(str(base))}", exit_code=e.exit_code) from None
     report(seeds, summaries, base)
     return summaries
 
 
+def _run_seed(base, cfg, seed, place, overrides, progress_bar):
+    """One seed's run: left alone when finished, resumed when begun, else started."""
+    path = seed_dir(base, seed)
+    folder = RunFolder(path)
+    if folder.has(CHECKPOINT) and folder.is_finished() and \
+            folder.read_json(SUMMARY).get("epochs") == cfg.epochs:
+        echo(f"=== seed {seed} ({place}): finished, in {path}")
+        return folder.read_json(SUMMARY)
+    if folder.has(CHECKPOINT):
+        echo(f"=== seed {seed} ({place}): resuming {path}")
+        return single.resume(path, dict(overrides, epochs=cfg.epochs), progress_bar=progress_bar)
+    echo(f"=== seed {seed} ({place}) -> {path}")
+    seed_cfg = dataclasses.replace(cfg, seed=seed, run_dir=str(path),
+                                   **{k: v for k, v in overrides.items() if v is not None})
+    return single.train(seed_cfg, overwrite=True, progress_bar=progress_bar)
+
+
+def unfinished_seeds(run_path):
+    """For a seed folder of a study: (study folder, the study's other seeds not yet finished),
+    or None for a run of its own."""
+    run_path = Path(run_path)
+    study = run_path.parent
+    if not (is_study(study) and re.fullmatch(r"seed-\d+", run_path.name)):
+        return None
+    try:
+        seeds = [int(s) for s in RunFolder(study).read_json(STUDY)["seeds"]]
+    except (KeyError, TypeError, ValueError, UserError):
+        return None
+    return study, [s for s in seeds if seed_dir(study, s) != run_path and
+                   not RunFolder(seed_dir(study, s)).is_finished_quietly()]
+
+
 def report(seeds, summaries, base):
-    """Per-seed best accuracies and their mean; the last line states the study's result."""
+    """Per-seed best accuracies and their mean; the last line states the study's result.
+
+    A study is one experiment: seeds that ended with different epoch counts (an extension that
+    was interrupted) are listed, not averaged."""
     accs = [s["best_val_acc"] for s in summaries]
     for seed, s in zip(seeds, summaries):
         echo(f"seed {seed}: best validation accuracy {s['best_val_acc']:.4f} at epoch "
-             f"{s['best_epoch']}")
-    spread = f" ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else ""
+             f"{s['best_epoch']} of {s.get('epochs', '?')}")
     echo(f"Study folder: {base}  (compare it with: swishtrain compare {base} ...)")
+    epochs = sorted({s.get("epochs") for s in summaries}, key=str)
+    if len(epochs) > 1:
+        raise UserError(f"the seeds of {base} ended after different numbers of epochs "
+                        f"({', '.join(map(str, epochs))}), so they are not averaged: resume the "
+                        f"study with --epochs {max(e for e in epochs if e is not None)}")
+    spread = f" ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else ""
     echo(f"Best validation accuracy: mean {statistics.mean(accs):.4f}{spread} over "
          f"{len(accs)} seed(s)")
