@@ -10,8 +10,10 @@ parsers read flags and TOML values, so a value means the same thing wherever it 
 """
 import dataclasses
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 from train_cli.errors import UsageError
 
@@ -25,6 +27,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 # avoids it), bfloat16 was 2x slower than float32 unless every convolution has a multiple of
 # this many channels (vgg16_bn: width 0.5 and 1 faster, 0.25 and 0.75 slower; docs/PERFORMANCE.md)
 BFLOAT16_CHANNEL_MULTIPLE = 32
+FLOAT32_MAX = 3.4028234663852886e38
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
 
@@ -240,6 +243,9 @@ def parse_value(name, value):
 def load_toml(path):
     """Read a TOML experiment file into {field: parsed value}; unknown keys are errors."""
     try:
+        if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
+            raise UsageError(f"config file {path} is not a regular file (a device, a pipe, ...), "
+                             "which could be read without end; pass a .toml file to --config")
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
@@ -284,6 +290,13 @@ def validate(cfg):
     def need(ok, option, msg):
         if not ok:
             raise UsageError(f"{flag(option)} {msg}")
+
+    for name, spec in OPTIONS.items():  # inf, nan and 1e39 parse, but MXNet computes in float32
+        value = getattr(cfg, name)
+        if spec.type is float:
+            need(math.isfinite(value) and abs(value) <= FLOAT32_MAX, name,
+                 f"must be a finite number float32 can hold, at most {FLOAT32_MAX:.4g} "
+                 f"(got {value})")
 
     need(cfg.epochs >= 1, "epochs", f"must be at least 1 (got {cfg.epochs})")
     need(cfg.batch_size >= 1, "batch_size", f"must be at least 1 (got {cfg.batch_size})")

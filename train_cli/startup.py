@@ -13,6 +13,7 @@ commands below. tests/test_install.py checks each of them.
 import sys
 
 from train_cli import cuda_libs, threads
+from train_cli.errors import UserError
 
 
 def before_mxnet():
@@ -25,9 +26,9 @@ def main(argv):
     """The two commands of the module doc; returns an exit code."""
     try:
         before_mxnet()
-    except cuda_libs.LoadError as e:
+    except (cuda_libs.LoadError, UserError) as e:
         print(f"Error: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
     if argv == ["build-swish"]:
         from train_cli.model import swish_op
         print(swish_op.status())

@@ -26,7 +26,17 @@ _chosen = {}  # what the user had set before configure() filled in defaults (Non
 
 
 def configure(environ=os.environ):
-    """Set fast thread defaults unless the user already chose; return what is in effect."""
+    """Set fast thread defaults unless the user already chose; return what is in effect.
+
+    A user's value that is not a whole number of threads raises UsageError: MXNet would abort
+    in C++ at import (OMP_NUM_THREADS=abc: exit 134, no message of its own).
+    """
+    for key in KEYS:
+        value = environ.get(key)
+        if value is not None and not (value.strip().isdigit() and int(value) >= 1):
+            from train_cli.errors import UsageError
+            raise UsageError(f"{key}={value!r} is not a number of threads; set it to a whole "
+                             f"number of 1 or more (e.g. {available_cores()}), or unset it")
     for key in KEYS:
         _chosen.setdefault(key, environ.get(key))  # the first call sees the user's own values
     if "mxnet" in sys.modules and "OMP_NUM_THREADS" not in environ:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from train_cli.config import validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.errors import UserError, last_line
-from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, RunFolder
+from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, METRICS, RunFolder
 
 SPLITS = ("test", "val", "train")
 PARAMS = {"best": BEST_PARAMS, "last": CHECKPOINT}
@@ -62,12 +62,18 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     cfg = dataclasses.replace(trained, gpus=tuple(gpus), cpu_devices=cpu_devices,
                               dtype=_evaluation_dtype(trained.dtype, gpus),
                               tf32=trained.tf32 and bool(gpus),  # TF32 is a GPU's arithmetic
-                              eval_batch_size=eval_batch_size or trained.eval_batch_size)
+                              eval_batch_size=trained.eval_batch_size if eval_batch_size is None
+                              else eval_batch_size)
     validate(cfg)
     weights = run.file(PARAMS[params])
     if not weights.is_file():
-        hint = ("no epoch has completed yet" if params == "best"
-                else "try --params best")
+        try:
+            done = len(run.metrics()) if run.has(METRICS) else 0
+        except (OSError, ValueError):
+            done = 0
+        hint = ("no epoch has completed yet" if params == "best" and not done else
+                f"though {done} epoch(s) completed: it was deleted; evaluate the last epoch "
+                "with --params last" if params == "best" else "try --params best")
         raise UserError(f"{weights} is missing ({hint}); nothing to evaluate")
     data = load_cifar10(data_dir or cfg.data_dir or default_data_dir(), cfg.val_split,
                         cfg.test_split, warn=warn,

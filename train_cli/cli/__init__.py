@@ -188,6 +188,9 @@ def main():
     except cuda_libs.LoadError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
+    except UserError as e:  # a thread setting that is not a number
+        click.echo(f"{e.prefix}{e}", err=True)
+        sys.exit(e.exit_code)
     if launched_role() != "worker":
         return cli()
     # A distributed worker that fails must exit at once: at a normal exit ps-lite waits at a

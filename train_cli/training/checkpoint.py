@@ -10,6 +10,7 @@ the process built before. Data order and dropout masks are derived from (seed, e
 random-generator state needs saving: resuming at an epoch boundary replays the same stream.
 """
 import json
+import math
 from dataclasses import dataclass
 
 import mxnet as mx
@@ -28,6 +29,26 @@ from train_cli.training.devices import on_host
 FORMAT_VERSION = 1
 REQUIRED_META = {"format_version", "model", "epochs_done", "best_val_acc", "best_epoch",
                  "elapsed", "metrics"}
+
+
+def _count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# what a hand-edited meta record must still be, or resume would fail later with a traceback
+_META_TYPES = {
+    "model": lambda v: isinstance(v, str),
+    "epochs_done": _count,
+    "best_epoch": _count,
+    "best_val_acc": _number,
+    "elapsed": lambda v: _number(v) and v >= 0,
+    "metrics": lambda v: isinstance(v, list) and all(
+        isinstance(r, dict) and _number(r.get("val_acc")) for r in v),
+}
 
 
 @dataclass
@@ -79,6 +100,11 @@ def load(path):
         raise UserError(f"{path} has a corrupt meta record; it cannot be resumed") from None
     if not isinstance(meta, dict) or not REQUIRED_META <= set(meta):
         raise UserError(f"{path} has an incomplete meta record; it cannot be resumed")
+    wrong = [key for key, ok in _META_TYPES.items() if not ok(meta[key])]
+    if wrong:
+        raise UserError(f"{path} has a corrupt meta record ({wrong[0]} is "
+                        f"{json.dumps(meta[wrong[0]])[:40]}); it cannot be resumed (best.params "
+                        "may still be usable)")
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} has checkpoint format {meta.get('format_version')}, this "
                         f"swishtrain reads format {FORMAT_VERSION}")

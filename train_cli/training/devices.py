@@ -84,18 +84,20 @@ def preflight_memory(net, cfg, contexts, training=True, probe=None):
 
     def device_batch(batch):  # a GPU takes --batch-size; CPU contexts split it
         return batch if on_gpus else -(-batch // copies)
-    option = "--batch-size" if training else "--eval-batch-size"
-    batch = cfg.batch_size if training else cfg.eval_batch_size
-    shape, elements = net.largest_tensor(device_batch(batch))
-    if elements > MAX_TENSOR_ELEMENTS:
-        raise UsageError(f"--width {cfg.width:g} makes a {'x'.join(map(str, shape))} tensor of "
-                         f"{elements:,} elements; MXNet 1.9.1 holds at most 2^31-1 "
-                         f"({MAX_TENSOR_ELEMENTS:,}) per tensor: use a smaller --width "
-                         f"(or {option})")
-    needs = [memory_needs(net, device_batch(cfg.eval_batch_size), cfg.dtype, training=False)]
-    if training:
-        needs.append(memory_needs(net, device_batch(cfg.batch_size), cfg.dtype))
-    state, activations = max(needs, key=sum)
+    # (option, its batch, a training step?): a training run also evaluates
+    cases = [("--batch-size", cfg.batch_size, True)] if training else []
+    cases.append(("--eval-batch-size", cfg.eval_batch_size, False))
+    for option, batch, _ in cases:
+        shape, elements = net.largest_tensor(device_batch(batch))
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise UsageError(f"--width {cfg.width:g} makes a {'x'.join(map(str, shape))} tensor "
+                             f"of {elements:,} elements; MXNet 1.9.1 holds at most 2^31-1 "
+                             f"({MAX_TENSOR_ELEMENTS:,}) per tensor: use a smaller --width "
+                             f"(or {option})")
+    # the largest need names the option that makes it
+    (state, activations), option, batch, training = max(
+        ((memory_needs(net, device_batch(batch), cfg.dtype, training=step), option, batch, step)
+         for option, batch, step in cases), key=lambda need: sum(need[0]))
     if on_gpus:  # each GPU holds the whole model and its share of the batch
         places = [(f"GPU {gpu_id(c)}", gpu_id(c)) for c in contexts]
     else:  # CPU contexts share the host's memory: every copy of the model, the whole batch

@@ -148,8 +148,8 @@ class Engine:
                 skipped = 1
                 if self.loss_scale.exhausted:
                     raise UserError(f"float16 gradients overflow even at loss scale {scale:g}: "
-                                    "training has diverged; try a lower --lr, or --dtype "
-                                    "float32 (the last good checkpoint is kept)")
+                                    "training has diverged; start a new run with a lower --lr "
+                                    "or --dtype float32 (the last good checkpoint is kept)")
         return self._batch_stats(outputs, ys, losses, skipped)
 
     def _gradients_finite(self):
@@ -307,6 +307,6 @@ class Diverged(UserError):
         else:
             where = f"epoch {epoch + 1}, batch {batch + 1}"
         super().__init__(f"{what} became NaN/inf at {where}: the learning rate is probably too "
-                         "high for this model; try a lower --lr (the last good checkpoint is "
-                         "kept)")
+                         "high for this model; start a new run with a lower --lr (this run's "
+                         "last good checkpoint is kept, but resuming it would diverge again)")
         self.epoch, self.batch = epoch, batch

@@ -6,6 +6,7 @@ every file either as it was or complete. In a distributed job the other workers 
 NoRecorder: they hold no folder and write nothing, and the loop never asks which one it has.
 """
 import datetime
+import os
 import platform
 import shlex
 import sys
@@ -28,6 +29,7 @@ from train_cli.runfolder import (
     METRICS,
     STUDY,
     SUMMARY,
+    TMP_FILE,
     RunFolder,
     format_metrics,
     own_entries,
@@ -90,7 +92,31 @@ def recorder_for(group, path, fresh, overwrite=False):
     """The primary process's RunRecorder (making the folder if fresh); others get a NoRecorder."""
     if not group.is_primary:
         return NoRecorder(path)
-    return RunRecorder(make_folder(path, overwrite) if fresh else RunFolder.existing(path))
+    if fresh:
+        return RunRecorder(make_folder(path, overwrite))
+    folder = RunFolder.existing(path)
+    remove_leftovers(folder.path)
+    return RunRecorder(folder)
+
+
+def remove_leftovers(path):
+    """Delete the temporary files of writes that a kill interrupted (atomic.py names them
+    .<file>.<pid>.tmp); a process that is still running keeps its own."""
+    for entry in Path(path).iterdir():
+        match = TMP_FILE.match(entry.name)
+        if match and entry.is_file() and not entry.is_symlink() and \
+                not _running(int(match.group(2))):
+            entry.unlink(missing_ok=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class RunRecorder:
