@@ -528,3 +528,19 @@ def test_runs_recorded_before_an_option_existed_group_with_its_default(tmp_path)
     (old / "config.json").write_text(json.dumps(saved))
     (group,) = compare([tmp_path]).groups
     assert len(group.runs) == 2 and group.label == "vgg16_bn"
+
+
+def test_a_copied_run_folder_is_one_observation_not_another_seed(run_cli, cifar_dir, tmp_path):
+    import shutil
+
+    from helpers import TINY
+    run = tmp_path / "runs" / "a"
+    assert run_cli("--data-dir", cifar_dir, "--run-dir", run, *TINY, "--epochs", 2).exit_code == 0
+    shutil.copytree(run, tmp_path / "runs" / "a-copy")
+    result = run_cli("compare", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [g["runs"] for g in out["groups"]] == [1]
+    assert out["skipped"] == [{"path": str(tmp_path / "runs" / "a-copy"),
+                               "reason": f"the same run as {run} (options, seed and weights): "
+                                         "counted once"}]

@@ -13,6 +13,7 @@ of GPUs and of workers, the global batch, and whether updates are synchronous (e
 The verdict uses one figure for the whole comparison (VERDICT_METRICS), never the best
 validation accuracy: with --val-split 0 that epoch is chosen on the test split itself.
 """
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from train_cli.analysis.table import SELECTED_ON_TEST
 from train_cli.analysis.table import format_table as _format_table
 from train_cli.config import from_dict, to_dict
 from train_cli.errors import UserError
-from train_cli.runfolder import CONFIG, METRICS, SUMMARY, RunFolder, best_row
+from train_cli.runfolder import BEST_PARAMS, CONFIG, METRICS, SUMMARY, RunFolder, best_row
 
 IGNORED = ("seed", "run_dir", "data_dir", "eval_batch_size", "hybridize", "gpus", "kvstore")
 # what a group's label calls the keys the job adds to the config (group_key)
@@ -346,6 +347,17 @@ def experiment(run):
     return key
 
 
+def identity(run):
+    """What makes two run folders one observation: the same experiment and seed, and the same
+    weights (best.params' bytes; for a run without them, the same metrics)."""
+    params = Path(run.path) / BEST_PARAMS
+    try:
+        weights = hashlib.sha256(params.read_bytes()).hexdigest()
+    except OSError:
+        weights = json.dumps(run.metrics, sort_keys=True)
+    return group_key(run), run.config.get("seed"), weights
+
+
 def group_key(run):
     """experiment(run) as JSON text, so it can be hashed."""
     return json.dumps(experiment(run), sort_keys=True)
@@ -453,13 +465,19 @@ def _run_json(run):
 
 def compare(paths, detect=DETECT):
     """Find, load, group and compare the runs at or under `paths` (detect: a fraction)."""
-    runs, skipped = [], []
+    runs, skipped, seen = [], [], {}
     for folder in find_run_dirs(paths):
         loaded = load_run(folder)
-        if isinstance(loaded, Run):
-            runs.append(loaded)
-        else:
+        if not isinstance(loaded, Run):
             skipped.append(loaded)
+            continue
+        key = identity(loaded)
+        if key in seen:  # a copied folder is not another seed
+            skipped.append((loaded.path, f"the same run as {seen[key]} (options, seed and "
+                                         "weights): counted once"))
+        else:
+            seen[key] = loaded.path
+            runs.append(loaded)
     if not runs:
         folder, reason = skipped[0]
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
