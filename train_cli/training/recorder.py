@@ -48,6 +48,7 @@ def check_new(path, overwrite=False):
         if path.exists() and not path.is_dir():
             raise UserError(f"--run-dir {path} is a file; choose a folder")
         if not (path.is_dir() and any(path.iterdir())):
+            check_writable(path)
             return []
     except OSError as e:  # a name too long, a folder that cannot be read, ...
         raise UserError(f"--run-dir {path} cannot be used ({e.strerror}); choose another "
@@ -59,7 +60,20 @@ def check_new(path, overwrite=False):
     if path.is_symlink():  # never delete through a link, whatever it points to
         raise UserError(f"--overwrite refused: --run-dir {path} is a symbolic link, so "
                         "nothing was deleted; give the folder itself")
-    return own_entries(path)
+    entries = own_entries(path)
+    check_writable(path)
+    return entries
+
+
+def check_writable(path):
+    """UserError, before any slow work, when path (or the folder it would be made in) cannot
+    be written: a read-only file system, or no permission."""
+    path = Path(path).absolute()
+    where = next(p for p in [path, *path.parents] if p.exists())
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write in {where} (a read-only file system, or no permission); "
+                        "earlier files there are intact: choose another --run-dir, or make it "
+                        "writable")
 
 
 def make_folder(path, overwrite=False, kind="run"):

@@ -36,7 +36,7 @@ from train_cli.training.devices import make_contexts, preflight_memory, process_
 from train_cli.training.engine import Engine
 from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import EpochProgress, echo, epoch_line, print_header, set_prefix
-from train_cli.training.recorder import check_new, recorder_for
+from train_cli.training.recorder import check_new, check_writable, recorder_for
 from train_cli.training.schedule import lr_at
 
 
@@ -74,6 +74,7 @@ def train(cfg, overwrite=False, progress_bar=None):
 def resume(path, overrides=None, progress_bar=None):
     """Continue a run from its last completed epoch (a study: study.resume_study)."""
     folder = RunFolder.existing(path)
+    check_writable(folder.path)  # a resume rewrites config.json: fail before any slow work
     cfg = _resumed_config(folder, overrides or {})
     precision.check(cfg.dtype)  # this CPU can run it: before the checkpoint is read
     ckpt = checkpoint.load(folder.file(CHECKPOINT))
