@@ -63,3 +63,30 @@ def test_a_read_only_file_system_is_one_line_and_changes_nothing(disk, case):
     assert "Read-only file system" in errors[0] or "read-only file system" in errors[0]
     assert "epoch " not in done.stdout  # stopped before training
     assert snapshot(ro) == before
+
+
+def test_a_file_system_that_turns_read_only_mid_write_reports_the_write(tmp_path):
+    """The atomic write's cleanup (removing its temporary file) failed too, and its error hid
+    the real one; now the write that failed is what is said."""
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare(1) here to mount a folder read-only")
+    folder = tmp_path / "d"
+    folder.mkdir()
+    code = (
+        "import subprocess, sys\n"
+        "from train_cli.atomic import atomic_write\n"
+        "from train_cli.errors import UserError\n"
+        f"folder = {str(folder)!r}\n"
+        "def write(tmp):\n"
+        "    tmp.write_bytes(b'new')\n"
+        "    subprocess.run(['mount', '-o', 'remount,ro,bind', folder, folder], check=True)\n"
+        "try:\n"
+        "    atomic_write(folder + '/f', write)\n"
+        "except UserError as e:\n"
+        "    print(e)\n")
+    done = subprocess.run(["unshare", "--mount", "--", "sh", "-c",
+                           f"mount --bind {folder} {folder} && exec {sys.executable} -c "
+                           f"{shlex.quote(code)}"], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith(f"cannot write {folder / 'f'} (Read-only file system)"), \
+        done.stdout
