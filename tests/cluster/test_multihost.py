@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from listening_sockets import listening, role
 
 from train_cli.runfolder import read_metrics
 
@@ -280,8 +281,8 @@ def test_the_readme_example_trains_across_hosts(hosts, data_dir, tmp_path):
     assert [r["epoch"] for r in read_metrics(run_dir / "metrics.csv")] == list(range(1, epochs + 1))
     # written once, by rank 0: one folder, one session, its files and nothing half-written
     assert os.listdir(run_dir.parent) == ["two-hosts"]
-    assert sorted(os.listdir(run_dir)) == ["best.params", "config.json", "last.ckpt",
-                                           "metrics.csv", "summary.json"]
+    assert sorted(os.listdir(run_dir)) == [".swishtrain", "best.params", "config.json",
+                                           "last.ckpt", "metrics.csv", "summary.json"]
     assert len(json.loads((run_dir / "config.json").read_text())["sessions"]) == 1
     hosts.assert_all_gone()
 
@@ -324,6 +325,38 @@ def test_ctrl_c_on_the_launcher_ends_every_process_on_every_host(hosts, data_dir
     assert proc.returncode == 130, out
     assert f"--hostfile {tmp_path / 'hosts.txt'} --root-uri {hosts.addresses[0]} -- " \
            f"--resume {run_dir}" in out
+    hosts.assert_all_gone()
+
+
+def test_each_process_listens_on_its_own_host_address_only(hosts, data_dir, tmp_path):
+    """ps-lite has no authentication, so nothing of the job listens on every interface: the
+    scheduler on --root-uri, each server and worker on its host's hostfile address."""
+    run_dir = tmp_path / "run"
+    proc = launch_on_hosts(hosts, data_dir, run_dir, tmp_path)
+    seen = {}
+    try:
+        wait_for_training(run_dir, proc)  # every process has joined
+        for address, pid, _ in hosts.processes():
+            who = role(pid)  # the job's processes (their supervisors listen on nothing)
+            try:
+                sockets = listening(pid) if who else []
+            except OSError:  # it ended meanwhile
+                continue
+            if sockets:
+                seen[address, who, pid] = sockets
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    h0, h1, h2 = hosts.addresses
+    assert sorted((address, who) for address, who, _ in seen) == \
+        [(h0, "scheduler"), (h1, "server"), (h1, "worker"), (h2, "worker")], seen
+    for (address, who, pid), sockets in seen.items():  # one TCP port, on the host's address
+        assert [s[:2] for s in sockets] == [("tcp", address)], (who, pid, sockets)
+    port = int(re.search(rf"\[launch\] scheduler {re.escape(h0)}:(\d+) ", out).group(1))
+    assert [s for (_, who, _), s in seen.items() if who == "scheduler"] == [[("tcp", h0, port)]]
+    assert "[launch] no authentication" in out
     hosts.assert_all_gone()
 
 

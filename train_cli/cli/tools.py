@@ -15,7 +15,8 @@ from train_cli.cluster.launch import STALL_SECONDS  # stdlib only: --help stays 
                    "there over ssh, round-robin; needs --root-uri, password-less ssh and this "
                    "checkout and venv at the same path on every host.")
 @click.option("--root-uri", default="127.0.0.1", show_default=True,
-              help="Address of this machine where the scheduler listens (with --hostfile).")
+              help="Address of this machine where the scheduler listens (with --hostfile): the "
+                   "one the hosts reach it at; not 0.0.0.0, which would be every interface.")
 @click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
               help="When a process of the job is lost (killed by a signal, hung, or cut off "
                    "with its host), stop the rest and start the whole job again from the run's "
@@ -50,6 +51,15 @@ def launch(workers, servers, hostfile, root_uri, max_restarts, stall_timeout, ti
     Over ssh: each host is reached with `ssh -T -o BatchMode=yes HOST`; set SWISHTRAIN_SSH to
     the ssh command with your options, e.g. SWISHTRAIN_SSH="ssh -i ~/.ssh/cluster -p 2222".
     Failures: see --max-restarts and --stall-timeout; README "More than one machine".
+
+    No authentication: MXNet's parameter server (ps-lite) accepts whoever reaches a port of the
+    job, who can then join it, push gradients into the model, stop it or run code on its
+    servers; nothing is encrypted. Each process listens on one TCP port (a free one the kernel
+    picks; the scheduler's is printed at start) on one address: 127.0.0.1
+    without --hostfile (open to every user of this machine, no other machine); with --hostfile,
+    the scheduler on --root-uri and each server and worker on its host's address, open to
+    whatever can route there. Use --hostfile on a trusted network only; README "Ports and who
+    can reach them".
 
     \b
     Examples:

@@ -48,6 +48,13 @@ HOST_WORKERS_ENV = "SWISHTRAIN_WORKERS_ON_HOST"  # read by the supervisor to siz
 # runs alike (MXNET_KVSTORE_BIGARRAY_BOUND in particular must agree on workers and servers)
 FORWARDED_PREFIXES = ("MXNET_", "PS_", "DMLC_", "OMP_", "SWISHTRAIN_")
 MARK = "@@swishtrain-supervisor "  # starts the lines a supervisor adds to its child's output
+# ps-lite settings that would change where a process listens, pinned for every process whatever
+# the environment (or a host's) says (ps-lite src/zmq_van.h ZMQVan::Bind): DMLC_USE_KUBERNETES=1
+# makes the scheduler listen on 0.0.0.0, every interface; DMLC_LOCAL=1 makes every process listen
+# on ipc:///tmp/PORT, a file in the shared /tmp named by a number, left there when a process is
+# killed. With both at 0, each process listens on TCP at one address: the scheduler on
+# DMLC_PS_ROOT_URI, servers and workers on DMLC_NODE_HOST.
+PINNED_ENV = {"DMLC_LOCAL": "0", "DMLC_USE_KUBERNETES": "0"}
 
 
 class JobFailed(UserError):
@@ -142,6 +149,25 @@ def read_hostfile(path):
     if not hosts:
         raise UsageError(f"--hostfile {path} lists no hosts; write one host per line")
     return hosts
+
+
+def check_root_uri(root_uri, with_hosts):
+    """Refuse a --root-uri that would open the scheduler wider than the job needs.
+
+    ps-lite has no authentication: whoever reaches the scheduler can join the job. Without a
+    hostfile every process runs here, so the scheduler listens on loopback like the others; an
+    unspecified address (0.0.0.0, ::) would make it listen on every interface.
+    """
+    try:
+        address = ipaddress.ip_address(root_uri)
+    except ValueError:
+        address = None  # a name: free_port() resolves it (and refuses one not of this machine)
+    if address is not None and address.is_unspecified:
+        raise UsageError(f"--root-uri {root_uri} would make the scheduler listen on every "
+                         "interface; give the one address of this machine that the hosts reach")
+    if not with_hosts and not (address and address.is_loopback):
+        raise UsageError(f"--root-uri {root_uri} is for --hostfile jobs: without a hostfile "
+                         "every process runs here and listens on 127.0.0.1 only")
 
 
 def node_address(host):
@@ -377,6 +403,7 @@ class Job:
         if hosts and root_uri.startswith("127."):
             raise UsageError("--hostfile needs --root-uri: an address of this machine that the "
                              "listed hosts can reach")
+        check_root_uri(root_uri, bool(hosts))
         self.num_workers, self.num_servers = num_workers, num_servers
         self.hosts, self.root_uri = list(hosts), root_uri
         gpus = worker_gpus or [None] * num_workers
@@ -391,7 +418,7 @@ class Job:
 
     def env(self, role, port, host=None):
         """The DMLC_* variables (and thread settings) for one process."""
-        env = {"DMLC_ROLE": role, "DMLC_PS_ROOT_URI": self.root_uri,
+        env = {"DMLC_ROLE": role, "DMLC_PS_ROOT_URI": self.root_uri, **PINNED_ENV,
                "DMLC_PS_ROOT_PORT": str(port), "DMLC_NUM_SERVER": str(self.num_servers),
                "DMLC_NUM_WORKER": str(self.num_workers), "PYTHONUNBUFFERED": "1",
                "SWISHTRAIN_RUN_STAMP": self.stamp, JOB_GPUS: self.job_gpus,
@@ -399,7 +426,7 @@ class Job:
                # idle OpenMP threads that spin steal the cores the other processes of the job
                # need: 2 workers on 2 cores ran 3x faster with passive waiting (210 -> 640 img/s)
                "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        if host is None:  # local: every socket on loopback (or on --root-uri)
+        if host is None:  # local: every socket on 127.0.0.1 (the scheduler's on --root-uri)
             # the workers share the cores: one OpenMP team each, sized to its share
             env["OMP_NUM_THREADS"] = user_threads() or str(self.threads)
             env.update(DMLC_NODE_HOST=self.root_uri if self.hosts else "127.0.0.1",
@@ -655,6 +682,9 @@ def run_job(num_workers, num_servers, train_args, hosts=(), root_uri="127.0.0.1"
         if hosts:
             free_port(root_uri)  # an address of this machine, before any host is asked
             check_hosts(hosts)
+            echo(f"[launch] no authentication (ps-lite has none): the scheduler on {root_uri} "
+                 "and every server and worker, on its host's address, accept whoever reaches "
+                 "their ports; run on a trusted network only")
         while True:
             job = make_job(args)
             try:
