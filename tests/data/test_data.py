@@ -5,6 +5,7 @@ import pickle
 import socket
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from train_cli.data import cifar10 as data
 from train_cli.errors import UserError
 
-from helpers import make_tar_gz, synthetic_split, write_bin_batch, write_cifar
+from helpers import TINY, make_tar_gz, synthetic_split, write_bin_batch, write_cifar
 
 
 def test_binary_batch_round_trip(tmp_path):
@@ -170,7 +171,7 @@ def test_download_with_wrong_checksum_keeps_nothing(tmp_path, http_server):
     root = tmp_path / "data"
     with pytest.raises(UserError, match="checksum is wrong"):
         data.prepare(root, url=base + "/a.tgz", md5=data.ARCHIVE_MD5, progress=False)
-    assert [p.name for p in root.iterdir()] == [".lock"]  # no archive, no partial download
+    assert not root.exists()  # no archive, no partial download, no lock, no folder made for it
 
 
 def test_offline_error_says_where_to_put_the_archive(tmp_path):
@@ -255,3 +256,138 @@ def test_a_version_1_run_holds_out_the_images_it_held_out_then(tmp_path):
     np.testing.assert_array_equal(old.val.images, full.images[legacy])
     new = data.load_cifar10(tmp_path, val_split=50, warn=lambda m: None)
     assert not np.array_equal(new.val.images, old.val.images)
+
+
+# -----------------------------------------------------------------------------
+# Files that look like CIFAR-10 but are not: one UserError naming the file and the fix
+def _pickled_batch(folder, **changes):
+    """Rewrite folder's data_batch_2 pickle with some of its entries replaced."""
+    path = folder / "data_batch_2"
+    batch = pickle.loads(path.read_bytes())
+    batch.update(changes)
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+BAD_PICKLES = {
+    "text labels": (dict(labels=[str(i % 10) for i in range(40)]), r"has label '0' \(a str\)"),
+    "fractional labels": (dict(labels=[i % 10 + 0.5 for i in range(40)]),
+                          r"has label 0.5 \(a float\)"),
+    "boolean labels": (dict(labels=[True] * 40), r"has label True \(a bool\)"),
+    "huge labels": (dict(labels=[2 ** 70] * 40), "has label 1180591620717411303424;"),
+    "nested labels": (dict(labels=[[1, 2]] * 40), r"has label \[1, 2\] \(a list\)"),
+    "labels a string": (dict(labels="0123456789" * 4), "labels that are a str, not a list"),
+    "labels None": (dict(labels=None), "labels that are a NoneType"),
+    "labels out of range": (dict(labels=[10] * 40), "has label 10; CIFAR-10 labels are"),
+    "labels a 2-d array": (dict(labels=np.zeros((40, 1), np.int64)),
+                           r"labels that are a ndarray of shape \(40, 1\)"),
+    "too few labels": (dict(labels=[1] * 39), "holds 40 images but 39 labels"),
+    "int64 pixels": (dict(data=np.zeros((40, 3072), np.int64)),
+                     r"holds int64 data of shape \(40, 3072\); a CIFAR-10 batch holds uint8"),
+    "flat pixels": (dict(data=np.zeros(40 * 3072, np.uint8)), r"uint8 data of shape \(122880,\)"),
+    "pixels a list": (dict(data=[[0] * 3072] * 40), "holds data of type list"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PICKLES)
+def test_pickled_batch_with_wrong_labels_or_pixels_is_reported(tmp_path, case):
+    changes, message = BAD_PICKLES[case]
+    folder = write_cifar(tmp_path / data.PY_DIR, fmt="py")
+    _pickled_batch(folder, **changes)
+    with pytest.raises(UserError, match=message) as error:
+        data.load_cifar10(tmp_path, warn=lambda m: None)
+    assert str(error.value).startswith(str(folder / "data_batch_2"))  # names the file
+    assert f"delete {folder} so that swishtrain downloads CIFAR-10 again" in str(error.value)
+
+
+def test_pickled_labels_may_be_numpy_integers(tmp_path):
+    folder = write_cifar(tmp_path / data.PY_DIR, fmt="py")
+    labels = np.arange(40) % 10
+    _pickled_batch(folder, labels=labels.astype(np.uint8))  # an array
+    np.testing.assert_array_equal(data.read_batch("py", folder, "data_batch_2").labels, labels)
+    _pickled_batch(folder, labels=list(labels.astype(np.int64)))  # a list of numpy scalars
+    np.testing.assert_array_equal(data.read_batch("py", folder, "data_batch_2").labels, labels)
+
+
+@pytest.mark.parametrize("fmt, name", [("bin", "data_batch_3.bin"), ("py", "data_batch_3")])
+def test_empty_batch_file_says_it_is_empty_and_how_to_get_it_again(tmp_path, fmt, name):
+    folder = write_cifar(tmp_path / "cifar", fmt=fmt)
+    (folder / name).write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        data.load_cifar10(folder, warn=lambda m: None)
+    assert str(error.value) == (
+        f"{folder / name} is empty (0 bytes): a download or copy of it was cut short; replace it "
+        f"with a good copy, or delete {folder} so that swishtrain downloads CIFAR-10 again")
+
+
+@pytest.mark.parametrize("content", [b"\x80\x02}q\x00(X\x04\x00\x00\x00data", b"\x80",
+                                     b"not a pickle at all"])
+def test_truncated_or_garbage_pickle_is_reported(tmp_path, content):
+    folder = write_cifar(tmp_path / data.PY_DIR, fmt="py")
+    (folder / "data_batch_4").write_bytes(content)
+    with pytest.raises(UserError, match="data_batch_4 is truncated or not a pickle .*downloads "
+                                        "CIFAR-10 again"):
+        data.load_cifar10(tmp_path, warn=lambda m: None)
+
+
+def _one_line_error(result, code, message):
+    assert result.exit_code == code, result.output
+    assert message in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("case", ["text labels", "nested labels", "labels None", "empty"])
+def test_bad_batch_files_are_one_line_errors_from_the_cli(run_cli, tmp_path, case):
+    folder = write_cifar(tmp_path / "cifar" / data.PY_DIR, fmt="py")
+    if case == "empty":
+        (folder / "data_batch_2").write_bytes(b"")
+    else:
+        _pickled_batch(folder, **BAD_PICKLES[case][0])
+    result = run_cli("--data-dir", tmp_path / "cifar", "--run-dir", tmp_path / "r", *TINY,
+                     "--epochs", 1)
+    _one_line_error(result, 1, f"{folder / 'data_batch_2'} ")
+    assert not (tmp_path / "r").exists()
+
+
+# -----------------------------------------------------------------------------
+# A failed download leaves nothing behind, and its lock file never lets two fetches overlap
+def test_failed_download_leaves_no_lock_and_no_folder_it_made(tmp_path, run_cli):
+    root = tmp_path / "new" / "data"  # neither folder exists: swishtrain makes both
+    with pytest.raises(UserError, match="cannot download CIFAR-10"):
+        data.prepare(root, progress=False)  # $SWISHTRAIN_CIFAR10_URL: a closed port
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "mine"
+    existing.mkdir()  # the user's folder stays, empty as it was
+    with pytest.raises(UserError, match="cannot download CIFAR-10"):
+        data.prepare(existing, progress=False)
+    assert existing.is_dir() and list(existing.iterdir()) == []
+    result = run_cli("--data-dir", root, "--run-dir", tmp_path / "r", *TINY)
+    _one_line_error(result, 1, "cannot download CIFAR-10")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_deleting_the_lock_file_never_lets_two_fetches_run_at_once(tmp_path):
+    root = tmp_path / "data"
+    inside, overlaps = [], []
+
+    def fetch(name, seconds):
+        with data._fetch_lock(root):
+            overlaps.extend((name, other) for other in inside)
+            inside.append(name)
+            time.sleep(seconds)
+            inside.remove(name)
+
+    a = threading.Thread(target=fetch, args=("a", 0.6))
+    a.start()
+    while not inside:
+        assert a.is_alive(), "a could not take the lock"
+        time.sleep(0.01)
+    b = threading.Thread(target=fetch, args=("b", 0.6))
+    b.start()
+    time.sleep(0.3)  # b has opened a's .lock and waits on it
+    a.join()  # a deleted that file on the way out
+    fetch("c", 0.6)  # a newcomer locks a new .lock, while b holds the deleted one's lock
+    b.join()
+    assert overlaps == []
+    assert list(root.iterdir()) == []  # the last one out deleted the lock file

@@ -4,7 +4,9 @@ Finds an existing copy (the binary release, or the pickled Python release torchv
 or downloads and verifies the official archive. Everything that reads a file checks it: record
 size, label range, checksums; nothing is unpickled beyond plain arrays and lists.
 """
+import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import pickle
@@ -66,6 +68,28 @@ class Cifar10:
     source: str  # folder the data came from
     val_is_test: bool
 
+    @functools.cached_property
+    def fingerprint(self):
+        """{split: {"images": n, "sha256": hex}} for train, val and test (if any): what a resumed
+        run checks its data against. Computed once, on first use (~0.1 s for 50,000 images)."""
+        digests = {}  # by identity: validation on the test split is hashed once
+        out = {}
+        for name in ("train", "val", "test"):
+            split = getattr(self, name)
+            if split is not None:
+                if id(split) not in digests:
+                    digests[id(split)] = split_digest(split)
+                out[name] = dict(images=len(split), sha256=digests[id(split)])
+        return out
+
+
+def split_digest(split):
+    """sha256 of a split's pixels (uint8, N x 3 x 32 x 32) followed by its labels (int32, little
+    endian): the same for the same images in the same order, whichever file format held them."""
+    h = hashlib.sha256(memoryview(np.ascontiguousarray(split.images)).cast("B"))
+    h.update(np.ascontiguousarray(split.labels, dtype="<i4").tobytes())
+    return h.hexdigest()
+
 
 def default_data_dir():
     """$SWISHTRAIN_DATA, else ~/.swishtrain/datasets/cifar10."""
@@ -93,14 +117,62 @@ def prepare(root, url=None, md5=ARCHIVE_MD5, progress=True):
     found = locate(root)
     if found:
         return found
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create data folder {root}: {e.strerror}; choose another "
-                        "with --data-dir") from None
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be fetching into the same folder
+    with _fetch_lock(root):  # another run may be fetching into the same folder
         return locate(root) or _fetch(root, url, md5, progress)
+
+
+@contextlib.contextmanager
+def _fetch_lock(root):
+    """Hold root/.lock (making root if needed) while fetching; leave nothing this call made.
+
+    The lock file is deleted on the way out while still locked, and the folders this call
+    created are removed if the fetch failed and they are empty. A process that was waiting on
+    the deleted file finds on waking that .lock is no longer the file it locked, and locks the
+    current one instead (making root again if it was removed), so two processes never fetch at
+    once.
+    """
+    path, made = root / ".lock", []
+    while True:
+        made += [p for p in (root, *root.parents) if not p.exists()]  # deepest first
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            lock = open(path, "w")
+        except FileNotFoundError:  # another process removed the folder it had made: again
+            continue
+        except OSError as e:
+            _remove_empty(made)
+            raise UserError(f"cannot create the data folder {root} to download CIFAR-10 into "
+                            f"({e.strerror}); choose a writable --data-dir") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = os.fstat(lock.fileno())
+            current = os.stat(path)
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                break
+        except FileNotFoundError:  # deleted by the process that held it
+            pass
+        except BaseException:
+            lock.close()
+            raise
+        lock.close()
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        path.unlink(missing_ok=True)  # while still locked: see above
+        lock.close()
+        if failed:
+            _remove_empty(made)
+
+
+def _remove_empty(folders):
+    """Remove these folders, deepest first, as long as they are empty."""
+    for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _fetch(root, url, md5, progress):
@@ -205,25 +277,43 @@ def checksum_mismatches(folder):
 # -----------------------------------------------------------------------------
 # Reading batches
 def read_batch(fmt, folder, name):
-    """One batch file as a Split; bad sizes or labels raise UserError."""
+    """One batch file as a Split; bad sizes, shapes, types or labels raise UserError."""
     path = Path(folder) / (name + ".bin" if fmt == "bin" else name)
     if not path.is_file():
         raise UserError(f"{path} is missing: the CIFAR-10 copy in {folder} is incomplete; restore "
                         "it, or point --data-dir at a complete copy")
+    fix = _refetch(folder)
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes): a download or copy of it was cut short; "
+                        f"{fix}")
     if fmt == "bin":
-        raw = np.fromfile(path, dtype=np.uint8)
+        try:
+            raw = np.fromfile(path, dtype=np.uint8)
+        except OSError as e:
+            raise UserError(f"cannot read {path} ({e.strerror or e}); {fix}") from None
         if raw.size == 0 or raw.size % RECORD_BYTES:
             raise UserError(f"{path} has {raw.size} bytes, not a multiple of {RECORD_BYTES} (one "
-                            "label byte + 3072 pixels): the file is truncated or not CIFAR-10")
+                            "label byte + 3072 pixels): the file is truncated or not CIFAR-10; "
+                            f"{fix}")
         records = raw.reshape(-1, RECORD_BYTES)
         labels, pixels = records[:, 0].astype(np.int32), records[:, 1:]
     else:
-        labels, pixels = _read_pickle(path)
+        labels, pixels = _read_pickle(path, fix)
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         bad = int(labels[(labels < 0) | (labels >= NUM_CLASSES)][0])
         raise UserError(f"{path} has label {bad}; CIFAR-10 labels are 0-9: the file is corrupt "
-                        "or another dataset")
+                        f"or another dataset; {fix}")
     return Split(np.ascontiguousarray(pixels.reshape(-1, 3, 32, 32)), labels)
+
+
+def _refetch(folder):
+    """What to do about a damaged batch file in folder."""
+    return (f"replace it with a good copy, or delete {folder} so that swishtrain downloads "
+            "CIFAR-10 again")
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle that asks for something other than plain arrays and lists."""
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -236,27 +326,60 @@ class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        raise _Refused(f"refusing to load {module}.{name}")
 
 
-def _read_pickle(path):
+def _read_pickle(path, fix):
+    """(labels int32 (N,), pixels uint8 (N, 3072)) of a pickled batch; anything else: UserError."""
     try:
         with open(path, "rb") as f:
             batch = _ArraysOnly(f, encoding="latin1").load()
-    except pickle.UnpicklingError as e:
-        raise UserError(f"{path} is not a plain CIFAR-10 pickle ({e}); it was not loaded") from None
-    except Exception as e:  # truncated or garbage files raise many types
-        raise UserError(f"{path} cannot be read as a CIFAR-10 pickle ({type(e).__name__}: {e})") \
-            from None
+    except _Refused as e:
+        raise UserError(f"{path} is not a plain CIFAR-10 pickle ({e}); it was not loaded; "
+                        f"{fix}") from None
+    except (pickle.UnpicklingError, EOFError) as e:
+        raise UserError(f"{path} is truncated or not a pickle ({e or type(e).__name__}); "
+                        f"{fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror or e}); {fix}") from None
+    except Exception as e:  # garbage files raise many types
+        raise UserError(f"{path} cannot be read as a CIFAR-10 pickle ({type(e).__name__}: {e}); "
+                        f"{fix}") from None
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
-        raise UserError(f"{path} does not hold a CIFAR-10 batch (a dict with data and labels)")
-    pixels = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
-    if pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels.shape[1] != 3072 \
-            or len(labels) != len(pixels):
-        raise UserError(f"{path} holds data of shape {pixels.shape} and {len(labels)} labels; "
-                        "expected uint8 (N, 3072) and N labels")
-    return labels.astype(np.int32), pixels
+        raise UserError(f"{path} does not hold a CIFAR-10 batch (a dict with data and labels); "
+                        f"{fix}")
+    pixels = batch["data"]
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 \
+            or pixels.shape[1] != 3072:
+        what = (f"{pixels.dtype} data of shape {pixels.shape}" if isinstance(pixels, np.ndarray)
+                else f"data of type {type(pixels).__name__}")
+        raise UserError(f"{path} holds {what}; a CIFAR-10 batch holds uint8 pixels of shape "
+                        f"(N, 3072): the file is corrupt or not CIFAR-10; {fix}")
+    labels = _pickled_labels(path, batch["labels"], fix)
+    if len(labels) != len(pixels):
+        raise UserError(f"{path} holds {len(pixels)} images but {len(labels)} labels: the file "
+                        f"is corrupt or not CIFAR-10; {fix}")
+    if not len(pixels):
+        raise UserError(f"{path} holds no images: the file is truncated or not CIFAR-10; {fix}")
+    return labels, pixels
+
+
+def _pickled_labels(path, value, fix):
+    """A pickle's labels as int32, if they are a flat list (or array) of integers 0-9."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()  # numpy scalars -> int, float, str...: checked below
+    if not isinstance(value, list):
+        shape = f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""
+        raise UserError(f"{path} holds labels that are a {type(value).__name__}{shape}, not a "
+                        f"list of integers 0-9: the file is corrupt or not CIFAR-10; {fix}")
+    for label in value:
+        integer = isinstance(label, (int, np.integer)) and not isinstance(label, bool)
+        if not integer or not 0 <= label < NUM_CLASSES:
+            shown = repr(label) if len(repr(label)) <= 40 else repr(label)[:37] + "..."
+            kind = "" if integer else f" (a {type(label).__name__})"
+            raise UserError(f"{path} has label {shown}{kind}; CIFAR-10 labels are integers 0-9: "
+                            f"the file is corrupt or another dataset; {fix}")
+    return np.array(value, dtype=np.int32)
 
 
 # -----------------------------------------------------------------------------

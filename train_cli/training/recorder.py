@@ -141,7 +141,8 @@ class RunRecorder:
         self.path = folder.path
 
     def write_config(self, cfg, engine, data, resumed):
-        """config.json: every resolved option, devices, data, versions; one entry per session."""
+        """config.json: every resolved option, devices, data (with each split's size and digest),
+        versions; one entry per session."""
         previous = self.folder.read_json(CONFIG) if resumed else {}
         workers = engine.group.num_workers
         sessions = previous.get("sessions", []) + [dict(
@@ -155,7 +156,8 @@ class RunRecorder:
             global_batch_size=engine.global_batch, parameters=count_params(cfg.model, cfg.width),
             data=dict(source=data.source, train_images=len(data.train),
                       val_images=len(data.val), val_is_test=data.val_is_test,
-                      test_images=len(data.test) if data.test is not None else None),
+                      test_images=len(data.test) if data.test is not None else None,
+                      splits=data.fingerprint),  # sizes and sha256: resume checks them
             versions=dict(mxnet=mx.__version__, numpy=np.__version__,
                           python=platform.python_version()),
             threads=threads.current(), sessions=sessions))
