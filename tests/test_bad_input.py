@@ -107,3 +107,9 @@ def test_a_killed_writes_leftovers_are_removed_when_the_run_resumes(run_cli, fin
 def test_the_advice_after_divergence_can_be_followed(run_cli, cifar_dir, tmp_path):
     result = run_cli("--data-dir", cifar_dir, "--run-dir", tmp_path / "r", *TINY, "--lr", "1e30")
     assert result.exit_code == 1 and "start a new run with a lower --lr" in result.stderr
+
+
+def test_a_run_dir_inside_a_file_is_named_as_such(run_cli, cifar_dir, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = run_cli("--data-dir", cifar_dir, "--run-dir", tmp_path / "afile" / "r", *TINY)
+    assert_one_line(result.exit_code, result.stderr, 1, "which is a file")

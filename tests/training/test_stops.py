@@ -101,3 +101,24 @@ def test_seed_beside_seeds_is_refused(run_cli, cifar_dir, tmp_path):
                      "--seeds", "1,2")
     assert result.exit_code == 2 and "--seed cannot be combined with --seeds" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_stop_between_two_seeds_stops_the_study_in_order(run_cli, cifar_dir, tmp_path,
+                                                            monkeypatch):
+    """Between one seed's run and the next no run holds the signal: the study does."""
+    from train_cli.training import study as study_module
+    real = study_module._run_seed
+
+    def then_stop(base, cfg, seed, *args):
+        summary = real(base, cfg, seed, *args)
+        if seed == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return summary
+    monkeypatch.setattr(study_module, "_run_seed", then_stop)
+    study = tmp_path / "study"
+    result = run_cli("--data-dir", cifar_dir, "--run-dir", study, *TINY, "--epochs", 1,
+                     "--seeds", "1,2")
+    assert result.exit_code == 130, result.output
+    assert "Aborted" not in result.output and not (study / "seed-2").exists()
+    assert f"seeds 2 of {study} are not finished" in result.stderr
+    assert f"Resume the study with: swishtrain resume {study}" in result.stderr

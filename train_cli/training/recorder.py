@@ -70,6 +70,8 @@ def check_writable(path):
     be written: a read-only file system, or no permission."""
     path = Path(path).absolute()
     where = next(p for p in [path, *path.parents] if p.exists())
+    if not where.is_dir():
+        raise UserError(f"--run-dir {path} is inside {where}, which is a file; choose a folder")
     if not os.access(where, os.W_OK | os.X_OK):
         raise UserError(f"cannot write in {where} (a read-only file system, or no permission); "
                         "earlier files there are intact: choose another --run-dir, or make it "

@@ -15,6 +15,7 @@ from train_cli.config import from_dict
 from train_cli.errors import Stopped, UsageError, UserError
 from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder, default_run_dir, is_study
 from train_cli.training import run as single
+from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import echo
 from train_cli.training.recorder import check_new, create_study, write_study
 
@@ -62,26 +63,43 @@ def resume_study(folder, overrides, progress_bar=None):
 
 def _run_seeds(base, cfg, seeds, overrides, progress_bar):
     summaries = []
-    for i, seed in enumerate(seeds, 1):
-        try:
-            summaries.append(_run_seed(base, cfg, seed, f"{i}/{len(seeds)}", overrides,
-                                       progress_bar))
-        except Stopped as e:  # the command that continues is the study's, not the seed's
-            left = ",".join(map(str, seeds[i - 1:])) if "during epoch" in str(e) else \
-                ",".join(map(str, seeds[i:]))
-            raise Stopped(f"{str(e).splitlines()[0]}\nseeds {left or 'none'} of {base} are not "
-                          f"finished.\nResume the study with: swishtrain resume "
-                          f"{shlex.quote(str(base))}", exit_code=e.exit_code) from None
-    report(seeds, summaries, base)
+    with StopRequests() as stop:  # a stop between two seeds' runs is honoured too
+        for i, seed in enumerate(seeds, 1):
+            if stop.is_set():
+                raise _stopped(base, cfg, seeds, f"stopped by {stop.name}", stop.exit_code)
+            try:
+                summaries.append(_run_seed(base, cfg, seed, f"{i}/{len(seeds)}", overrides,
+                                           progress_bar))
+            except Stopped as e:  # the command that continues is the study's, not the seed's
+                raise _stopped(base, cfg, seeds, str(e).splitlines()[0], e.exit_code) from None
+        report(seeds, summaries, base)
+        if stop.is_set():
+            raise _stopped(base, cfg, seeds, f"stopped by {stop.name}", stop.exit_code)
     return summaries
+
+
+def _stopped(base, cfg, seeds, why, exit_code):
+    """The Stopped of a study: what stopped it, which seeds are unfinished, and the command
+    that continues the whole study."""
+    left = [s for s in seeds if not _finished(RunFolder(seed_dir(base, s)), cfg)]
+    if not left:
+        return Stopped(f"{why}; every seed of {base} is finished", exit_code=exit_code)
+    return Stopped(f"{why}\nseeds {','.join(map(str, left))} of {base} are not finished.\n"
+                   f"Resume the study with: swishtrain resume {shlex.quote(str(base))}",
+                   exit_code=exit_code)
+
+
+def _finished(folder, cfg):
+    """Whether a seed's run is done at the study's number of epochs."""
+    return folder.has(CHECKPOINT) and folder.is_finished_quietly() and \
+        folder.read_json(SUMMARY).get("epochs") == cfg.epochs
 
 
 def _run_seed(base, cfg, seed, place, overrides, progress_bar):
     """One seed's run: left alone when finished, resumed when begun, else started."""
     path = seed_dir(base, seed)
     folder = RunFolder(path)
-    if folder.has(CHECKPOINT) and folder.is_finished() and \
-            folder.read_json(SUMMARY).get("epochs") == cfg.epochs:
+    if _finished(folder, cfg):
         echo(f"=== seed {seed} ({place}): finished, in {path}")
         return folder.read_json(SUMMARY)
     if folder.has(CHECKPOINT):
