@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from train_cli.data import cifar10 as data
+from train_cli.data import fetch
 from train_cli.errors import UserError
 
 from helpers import TINY, make_tar_gz, synthetic_split, write_bin_batch, write_cifar
@@ -28,7 +29,7 @@ def test_binary_batch_round_trip(tmp_path):
 
 def test_python_pickles_load_like_the_binary_release(tmp_path):
     write_cifar(tmp_path / "bin", fmt="bin")
-    write_cifar(tmp_path / "py" / data.PY_DIR, fmt="py")
+    write_cifar(tmp_path / "py" / fetch.PY_DIR, fmt="py")
     a = data.load_cifar10(tmp_path / "bin", warn=lambda m: None)
     b = data.load_cifar10(tmp_path / "py", warn=lambda m: None)  # parent of cifar-10-batches-py
     np.testing.assert_array_equal(a.train.images, b.train.images)
@@ -42,7 +43,7 @@ class RunsCode:
 
 
 def test_pickle_that_would_run_code_is_refused(tmp_path):
-    folder = write_cifar(tmp_path / data.PY_DIR, fmt="py")
+    folder = write_cifar(tmp_path / fetch.PY_DIR, fmt="py")
     evil = RunsCode()
     evil.target = str(tmp_path / "pwned")
     (folder / "data_batch_2").write_bytes(pickle.dumps({"data": evil, "labels": []}))
@@ -52,9 +53,9 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
 
 
 def test_data_dir_may_be_the_folder_or_its_parent(tmp_path):
-    write_cifar(tmp_path / data.BIN_DIR)
-    assert data.locate(tmp_path) == ("bin", tmp_path / data.BIN_DIR)
-    assert data.locate(tmp_path / data.BIN_DIR) == ("bin", tmp_path / data.BIN_DIR)
+    write_cifar(tmp_path / fetch.BIN_DIR)
+    assert fetch.locate(tmp_path) == ("bin", tmp_path / fetch.BIN_DIR)
+    assert fetch.locate(tmp_path / fetch.BIN_DIR) == ("bin", tmp_path / fetch.BIN_DIR)
 
 
 def test_any_number_of_records_per_batch(tmp_path):
@@ -121,7 +122,7 @@ def test_checksum_mismatch_is_a_warning(tmp_path):
 # Download: a server on 127.0.0.1 serves a synthetic archive
 def cifar_archive(tmp_path):
     folder = write_cifar(tmp_path / "src", per_batch=4, test=2)
-    return make_tar_gz({f"{data.BIN_DIR}/{p.name}": p.read_bytes()
+    return make_tar_gz({f"{fetch.BIN_DIR}/{p.name}": p.read_bytes()
                         for p in sorted(folder.iterdir())})
 
 
@@ -157,10 +158,10 @@ def test_download_verifies_and_extracts(tmp_path, http_server):
     archive = cifar_archive(tmp_path)
     files["/cifar-10-binary.tar.gz"] = archive
     root = tmp_path / "data"
-    fmt, folder = data.prepare(root, url=base + "/cifar-10-binary.tar.gz",
+    fmt, folder = fetch.prepare(root, url=base + "/cifar-10-binary.tar.gz",
                                md5=hashlib.md5(archive).hexdigest(), progress=False)
-    assert (fmt, folder) == ("bin", root / data.BIN_DIR)
-    assert (root / data.ARCHIVE_NAME).read_bytes() == archive
+    assert (fmt, folder) == ("bin", root / fetch.BIN_DIR)
+    assert (root / fetch.ARCHIVE_NAME).read_bytes() == archive
     assert not list(root.glob(".*.tmp")) and not list(root.glob(".extract-*"))  # no leftovers
     assert len(data.read_batch(fmt, folder, "test_batch")) == 2
 
@@ -170,7 +171,7 @@ def test_download_with_wrong_checksum_keeps_nothing(tmp_path, http_server):
     files["/a.tgz"] = cifar_archive(tmp_path)
     root = tmp_path / "data"
     with pytest.raises(UserError, match="checksum is wrong"):
-        data.prepare(root, url=base + "/a.tgz", md5=data.ARCHIVE_MD5, progress=False)
+        fetch.prepare(root, url=base + "/a.tgz", md5=fetch.ARCHIVE_MD5, progress=False)
     assert not root.exists()  # no archive, no partial download, no lock, no folder made for it
 
 
@@ -179,24 +180,24 @@ def test_offline_error_says_where_to_put_the_archive(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(UserError, match=r"put cifar-10-binary.tar.gz .* in .*data"):
-        data.prepare(tmp_path / "data", url=f"http://127.0.0.1:{port}/x.tgz", progress=False)
+        fetch.prepare(tmp_path / "data", url=f"http://127.0.0.1:{port}/x.tgz", progress=False)
 
 
 def test_archive_placed_by_hand_is_used(tmp_path):
     archive = cifar_archive(tmp_path)
     root = tmp_path / "data"
     root.mkdir()
-    (root / data.ARCHIVE_NAME).write_bytes(archive)
-    assert data.prepare(root, md5=hashlib.md5(archive).hexdigest())[1] == root / data.BIN_DIR
+    (root / fetch.ARCHIVE_NAME).write_bytes(archive)
+    assert fetch.prepare(root, md5=hashlib.md5(archive).hexdigest())[1] == root / fetch.BIN_DIR
 
 
 def test_corrupt_archive_placed_by_hand_is_reported(tmp_path):
     archive = cifar_archive(tmp_path)
     root = tmp_path / "data"
     root.mkdir()
-    (root / data.ARCHIVE_NAME).write_bytes(archive[:-10])
+    (root / fetch.ARCHIVE_NAME).write_bytes(archive[:-10])
     with pytest.raises(UserError, match="wrong checksum.*delete it"):
-        data.prepare(root, md5=hashlib.md5(archive).hexdigest())
+        fetch.prepare(root, md5=hashlib.md5(archive).hexdigest())
 
 
 # -----------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def test_hostile_archive_members_are_refused(tmp_path, add, message):
     archive = _tar_with(tmp_path, lambda t: (_file(t, "cifar-10-batches-bin/ok"), add(t)))
     before = set(tmp_path.rglob("*"))
     with pytest.raises(UserError, match=message):
-        data.extract(archive, root)
+        fetch.extract(archive, root)
     assert set(tmp_path.rglob("*")) == before  # nothing written anywhere
     assert not Path("/tmp/swishtrain-evil-abs").exists()
 
@@ -291,7 +292,7 @@ BAD_PICKLES = {
 @pytest.mark.parametrize("case", BAD_PICKLES)
 def test_pickled_batch_with_wrong_labels_or_pixels_is_reported(tmp_path, case):
     changes, message = BAD_PICKLES[case]
-    folder = write_cifar(tmp_path / data.PY_DIR, fmt="py")
+    folder = write_cifar(tmp_path / fetch.PY_DIR, fmt="py")
     _pickled_batch(folder, **changes)
     with pytest.raises(UserError, match=message) as error:
         data.load_cifar10(tmp_path, warn=lambda m: None)
@@ -300,7 +301,7 @@ def test_pickled_batch_with_wrong_labels_or_pixels_is_reported(tmp_path, case):
 
 
 def test_pickled_labels_may_be_numpy_integers(tmp_path):
-    folder = write_cifar(tmp_path / data.PY_DIR, fmt="py")
+    folder = write_cifar(tmp_path / fetch.PY_DIR, fmt="py")
     labels = np.arange(40) % 10
     _pickled_batch(folder, labels=labels.astype(np.uint8))  # an array
     np.testing.assert_array_equal(data.read_batch("py", folder, "data_batch_2").labels, labels)
@@ -322,7 +323,7 @@ def test_empty_batch_file_says_it_is_empty_and_how_to_get_it_again(tmp_path, fmt
 @pytest.mark.parametrize("content", [b"\x80\x02}q\x00(X\x04\x00\x00\x00data", b"\x80",
                                      b"not a pickle at all"])
 def test_truncated_or_garbage_pickle_is_reported(tmp_path, content):
-    folder = write_cifar(tmp_path / data.PY_DIR, fmt="py")
+    folder = write_cifar(tmp_path / fetch.PY_DIR, fmt="py")
     (folder / "data_batch_4").write_bytes(content)
     with pytest.raises(UserError, match="data_batch_4 is truncated or not a pickle .*downloads "
                                         "CIFAR-10 again"):
@@ -339,7 +340,7 @@ def _one_line_error(result, code, message):
 
 @pytest.mark.parametrize("case", ["text labels", "nested labels", "labels None", "empty"])
 def test_bad_batch_files_are_one_line_errors_from_the_cli(run_cli, tmp_path, case):
-    folder = write_cifar(tmp_path / "cifar" / data.PY_DIR, fmt="py")
+    folder = write_cifar(tmp_path / "cifar" / fetch.PY_DIR, fmt="py")
     if case == "empty":
         (folder / "data_batch_2").write_bytes(b"")
     else:
@@ -355,12 +356,12 @@ def test_bad_batch_files_are_one_line_errors_from_the_cli(run_cli, tmp_path, cas
 def test_failed_download_leaves_no_lock_and_no_folder_it_made(tmp_path, run_cli):
     root = tmp_path / "new" / "data"  # neither folder exists: swishtrain makes both
     with pytest.raises(UserError, match="cannot download CIFAR-10"):
-        data.prepare(root, progress=False)  # $SWISHTRAIN_CIFAR10_URL: a closed port
+        fetch.prepare(root, progress=False)  # $SWISHTRAIN_CIFAR10_URL: a closed port
     assert list(tmp_path.iterdir()) == []
     existing = tmp_path / "mine"
     existing.mkdir()  # the user's folder stays, empty as it was
     with pytest.raises(UserError, match="cannot download CIFAR-10"):
-        data.prepare(existing, progress=False)
+        fetch.prepare(existing, progress=False)
     assert existing.is_dir() and list(existing.iterdir()) == []
     result = run_cli("--data-dir", root, "--run-dir", tmp_path / "r", *TINY)
     _one_line_error(result, 1, "cannot download CIFAR-10")
@@ -371,23 +372,23 @@ def test_deleting_the_lock_file_never_lets_two_fetches_run_at_once(tmp_path):
     root = tmp_path / "data"
     inside, overlaps = [], []
 
-    def fetch(name, seconds):
-        with data._fetch_lock(root):
+    def fetching(name, seconds):
+        with fetch._fetch_lock(root):
             overlaps.extend((name, other) for other in inside)
             inside.append(name)
             time.sleep(seconds)
             inside.remove(name)
 
-    a = threading.Thread(target=fetch, args=("a", 0.6))
+    a = threading.Thread(target=fetching, args=("a", 0.6))
     a.start()
     while not inside:
         assert a.is_alive(), "a could not take the lock"
         time.sleep(0.01)
-    b = threading.Thread(target=fetch, args=("b", 0.6))
+    b = threading.Thread(target=fetching, args=("b", 0.6))
     b.start()
     time.sleep(0.3)  # b has opened a's .lock and waits on it
     a.join()  # a deleted that file on the way out
-    fetch("c", 0.6)  # a newcomer locks a new .lock, while b holds the deleted one's lock
+    fetching("c", 0.6)  # a newcomer locks a new .lock, while b holds the deleted one's lock
     b.join()
     assert overlaps == []
     assert list(root.iterdir()) == []  # the last one out deleted the lock file
