@@ -19,9 +19,6 @@ from train_cli.errors import UsageError
 
 AUGMENTS = ("crop-flip", "flip", "none")
 INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
-# Options that may differ when a run is resumed: they change how long it runs, where it reads
-# data from or which GPUs (as many) it uses, never what an epoch computes.
-RESUMABLE_OVERRIDES = ("epochs", "data_dir", "eval_batch_size", "gpus")
 DTYPES = ("float32", "float16", "bfloat16")
 # With BatchNorm and an activation that oneDNN runs (not the fused Swish, whose layout conversion
 # avoids it), bfloat16 was 2x slower than float32 unless every convolution has a multiple of
@@ -286,7 +283,8 @@ def build_config(cli_values, config_file=None):
 
 
 def validate(cfg):
-    """Raise UsageError for values that parse but make no sense (see warnings() for the rest)."""
+    """Raise UsageError for an option whose value parses but makes no sense on its own (what
+    two options cannot do together: runspec/rules.py; what is allowed but unlikely: warnings)."""
     def need(ok, option, msg):
         if not ok:
             raise UsageError(f"{flag(option)} {msg}")
@@ -315,30 +313,13 @@ def validate(cfg):
     need(len(set(cfg.gpus)) == len(cfg.gpus), "gpus",
          f"lists a GPU twice (got {_csv(cfg.gpus)}); give each id once, e.g. 0,1")
     need(cfg.cpu_devices >= 1, "cpu_devices", f"must be at least 1 (got {cfg.cpu_devices})")
-    need(not (cfg.gpus and cfg.cpu_devices > 1), "cpu_devices",
-         "cannot be combined with --gpus; use one or the other")
-    for option in ("batch_size", "eval_batch_size"):
-        need(getattr(cfg, option) >= cfg.cpu_devices, option,
-             f"{getattr(cfg, option)} is smaller than --cpu-devices {cfg.cpu_devices}: every "
-             "device needs at least one image per batch")
     need(cfg.width > 0, "width", f"must be positive (got {cfg.width})")
     need(0 <= cfg.dropout < 1, "dropout", f"must be in [0, 1) (got {cfg.dropout})")
     need(cfg.val_split >= 0, "val_split", f"must be 0 or more (got {cfg.val_split})")
     need(cfg.test_split >= 0, "test_split", f"must be 0 or more (got {cfg.test_split})")
     need(cfg.seed >= 0, "seed", f"must be 0 or more (got {cfg.seed})")
-    need(cfg.dtype != "float16" or cfg.gpus, "dtype",
-         "float16 needs --gpus: MXNet's CPU kernels have no float16 matrix multiply; on a CPU "
-         "with AMX or AVX512_BF16 use --dtype bfloat16")
-    need(cfg.dtype != "bfloat16" or not cfg.gpus, "dtype",
-         "bfloat16 runs on the CPU only (MXNet 1.9.1's bfloat16 is oneDNN's); with --gpus use "
-         "--dtype float16")
-    need(not cfg.tf32 or cfg.gpus, "tf32",
-         "needs --gpus: TF32 is an arithmetic of NVIDIA GPUs; drop --tf32 on the CPU")
-    need(cfg.dtype != "float16" or cfg.kvstore != "dist_async", "dtype",
-         "float16 cannot be combined with --kvstore dist_async: loss scaling needs the updates "
-         "on the workers; use dist_sync")
-    from train_cli.model.spec import check_model_name, check_width  # no mxnet import
-    check_model_name(cfg.model)
+    from train_cli.model.spec import check_width, parse_name  # no mxnet import
+    parse_name(cfg.model)  # a registered model, or UsageError listing them
     check_width(cfg.width)
 
 

@@ -33,14 +33,27 @@ SEED_FOLDER = re.compile(r"seed-\d+$")
 TMP_FILE = re.compile(r"\.(.+)\.(\d+)\.tmp$")  # atomic.atomic_write's temporary names
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "epoch_seconds", "train_img_per_s", "skipped_steps"]
+# summary.json's selected_on: the split the best epoch was selected on
+SELECTED_ON_TEST, SELECTED_ON_HELD_OUT = "test split", "held-out validation split"
+
+
+def selected_on(val_is_test):
+    """The split a run's best epoch was selected on, as summary.json records it."""
+    return SELECTED_ON_TEST if val_is_test else SELECTED_ON_HELD_OUT
+
+
+RUN_STAMP_ENV = "SWISHTRAIN_RUN_STAMP"  # a launcher's stamp, given to every worker of its job
+
+
+def run_stamp():
+    """The timestamp a default run folder is named with: the launcher's (so that every worker
+    of a job names the same folder), else now."""
+    return os.environ.get(RUN_STAMP_ENV) or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def default_run_dir(model, stamp=None):
-    """runs/<model>-<timestamp>; a launcher sets the stamp (SWISHTRAIN_RUN_STAMP) so that every
-    worker of a job names the same folder."""
-    stamp = stamp or os.environ.get("SWISHTRAIN_RUN_STAMP") or \
-        datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"runs/{model}-{stamp}"
+    """runs/<model>-<timestamp> (stamp: run_stamp() unless given)."""
+    return f"runs/{model}-{stamp or run_stamp()}"
 
 
 def best_row(rows):

@@ -196,7 +196,7 @@ def test_gpus_are_split_per_host(run_cli, tmp_path):
     for i in range(4):  # ps-lite binds to the host's address; the supervisor ends it with ssh
         command = plan[f"worker {i}"][1]
         assert command.startswith("ssh -T -o BatchMode=yes")
-        assert f"DMLC_NODE_HOST={hosts[i]} " in command and "train_cli.cluster.launch" in command
+        assert f"DMLC_NODE_HOST={hosts[i]} " in command and "train_cli.cluster.remote" in command
 
 
 def test_a_launched_run_with_split_gpus_resumes_with_the_same_split(run_cli, tmp_path):

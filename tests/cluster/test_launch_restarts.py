@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from train_cli.cluster.launch import TrainOptions
+from train_cli.cluster.jobspec import JobSpec
 from train_cli.runfolder import METRIC_FIELDS, read_metrics
 
 from helpers import assert_all_gone, launched_pids, write_cifar
@@ -117,14 +117,14 @@ def test_a_hung_worker_ends_the_job_and_counts_as_a_failure(data_dir, reference,
 
 def test_restart_resumes_from_the_checkpoint_or_starts_a_new_folder_again(tmp_path):
     args = ("--run-dir", str(tmp_path / "run"), "--epochs", "3")
-    train = TrainOptions(args, str(tmp_path / "run"), "dist_sync", (), ("--epochs", "3"),
-                         fresh_folder=True)
+    train = JobSpec(2, 1, args, str(tmp_path / "run"), "dist_sync", resumable=("--epochs", "3"),
+                    fresh_folder=True)
     assert train.restart_args() == [*args, "--overwrite"]  # died before its first checkpoint
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.ckpt").write_bytes(b"")
     assert train.restart_args() == ["--resume", str(tmp_path / "run"), "--epochs", "3"]
     (tmp_path / "run" / "last.ckpt").unlink()
-    not_ours = TrainOptions(args, str(tmp_path / "run"), "dist_sync", (), fresh_folder=False)
+    not_ours = JobSpec(2, 1, args, str(tmp_path / "run"), "dist_sync", fresh_folder=False)
     assert not_ours.restart_args() == list(args)  # never --overwrite a folder it did not make
 
 

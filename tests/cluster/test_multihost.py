@@ -169,7 +169,7 @@ class Hosts:
         """The pids of the swishtrain processes of a role on a host (not their supervisors)."""
         pids = []
         for where, pid, command in self.processes():
-            if where == address and "cluster.launch" not in command:
+            if where == address and "cluster.remote" not in command:
                 try:
                     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
                 except OSError:

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from train_cli import cpu
-from train_cli.config import TrainConfig, validate, warnings
+from train_cli.config import TrainConfig, warnings
 from train_cli.errors import UsageError, UserError
 from train_cli.runfolder import best_row, read_metrics
+from train_cli.runspec.rules import check_options
 from train_cli.training import precision
 
 from helpers import TINY, write_cifar
@@ -131,10 +132,10 @@ def test_bfloat16_keeps_float32_parameters_and_inputs():
 
 def test_bfloat16_is_for_the_cpu_and_float16_points_cpu_users_to_it():
     with pytest.raises(UsageError, match="bfloat16 runs on the CPU only.*--dtype float16"):
-        validate(TrainConfig(dtype="bfloat16", gpus=(0,)))
+        check_options(TrainConfig(dtype="bfloat16", gpus=(0,)))
     with pytest.raises(UsageError, match="float16 needs --gpus.*--dtype bfloat16"):
-        validate(TrainConfig(dtype="float16"))
-    validate(TrainConfig(dtype="bfloat16", kvstore="dist_async"))  # float32 weights on servers
+        check_options(TrainConfig(dtype="float16"))
+    check_options(TrainConfig(dtype="bfloat16", kvstore="dist_async"))  # float32 weights on servers
 
 
 @pytest.mark.parametrize("model, width, odd", [

@@ -11,9 +11,9 @@ from train_cli.data.loader import train_batches
 from train_cli.errors import UsageError
 from train_cli.mxnet_private import structural_params
 from train_cli.training.devices import make_contexts
-from train_cli.training.engine import Diverged, Engine
+from train_cli.training.engine import Diverged
 
-from helpers import synthetic_split
+from helpers import build_engine, synthetic_split
 
 # No BatchNorm and no dropout: the only configuration where a split batch must give exactly the
 # same update as the whole batch (BN normalises per device; dropout draws per device).
@@ -26,7 +26,7 @@ def split(n, seed=0):
 
 
 def params_after_one_epoch(cfg, data):
-    engine = Engine(cfg, make_contexts(cfg.gpus, cfg.cpu_devices))
+    engine = build_engine(cfg, make_contexts(cfg.gpus, cfg.cpu_devices))
     engine.train_epoch(train_batches(data, engine.batch_size, cfg.seed, 0, "none"), cfg.lr,
                        cfg.seed, 0)
     return {name: p.data(mx.cpu(0)).asnumpy()
@@ -38,7 +38,7 @@ def test_two_cpu_contexts_give_the_same_updates_as_one():
     one = params_after_one_epoch(PLAIN, data)
     two = params_after_one_epoch(dataclasses.replace(PLAIN, cpu_devices=2), data)
     assert one.keys() == two.keys()
-    initial = structural_params(Engine(PLAIN, [mx.cpu()]).net)
+    initial = structural_params(build_engine(PLAIN, [mx.cpu()]).net)
     moved = 0
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
@@ -47,13 +47,13 @@ def test_two_cpu_contexts_give_the_same_updates_as_one():
 
 
 def test_batch_is_split_over_cpu_devices_but_multiplied_over_gpus():
-    engine = Engine(dataclasses.replace(PLAIN, cpu_devices=2), make_contexts((), 2))
+    engine = build_engine(dataclasses.replace(PLAIN, cpu_devices=2), make_contexts((), 2))
     assert engine.batch_size == 8 and len(engine.contexts) == 2
 
 
 def test_evaluation_counts_every_image_exactly_once():
     cfg = dataclasses.replace(PLAIN, eval_batch_size=10)
-    engine = Engine(cfg, [mx.cpu()])
+    engine = build_engine(cfg, [mx.cpu()])
     data = split(23, seed=3)
     loss, acc, n = engine.evaluate(data)
     assert n == 23
@@ -68,7 +68,7 @@ def test_evaluation_counts_every_image_exactly_once():
 
 def test_divergence_names_the_epoch_and_batch():
     cfg = dataclasses.replace(PLAIN, lr=1e30)
-    engine = Engine(cfg, [mx.cpu()])
+    engine = build_engine(cfg, [mx.cpu()])
     with pytest.raises(Diverged, match=r"NaN/inf at epoch 3, batch \d+.*lower --lr"):
         engine.train_epoch(train_batches(split(64), 8, 0, 2, "none"), cfg.lr, 0, 2)
 
@@ -82,14 +82,16 @@ def test_gpus_on_a_cpu_only_build_is_a_usage_error():
 
 
 def test_batch_size_is_per_gpu_but_per_process_on_cpus():
-    from train_cli.training.devices import process_batch_size
-    assert process_batch_size(128, [mx.gpu(0), mx.gpu(1)]) == 256  # contexts need no GPU
-    assert process_batch_size(128, [mx.cpu(0), mx.cpu(1)]) == 128
+    from train_cli.runspec import devices_of, one_process
+    assert devices_of(TrainConfig(gpus=(0, 1))).process_batch(128) == 256
+    assert devices_of(TrainConfig(cpu_devices=2)).process_batch(128) == 128
+    study = one_process(TrainConfig(gpus=(2, 3), batch_size=64, eval_batch_size=100))
+    assert (study.process_batch, study.global_batch, study.eval_batch) == (128, 128, 200)
 
 
 def test_batchnorm_statistics_agree_across_devices_after_an_epoch():
     cfg = dataclasses.replace(PLAIN, model="vgg11_bn", cpu_devices=2)
-    engine = Engine(cfg, make_contexts((), 2))
+    engine = build_engine(cfg, make_contexts((), 2))
     engine.train_epoch(train_batches(split(32), 8, 0, 0, "crop-flip"), cfg.lr, 0, 0)
     stats = [p for p in engine.net.collect_params().values() if p.grad_req == "null"]
     differ = [p.name for p in stats

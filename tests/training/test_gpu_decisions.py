@@ -22,7 +22,7 @@ from train_cli.training.engine import Engine
 from train_cli.training.gpus import covered, preflight_gpus
 from train_cli.training.loss_scale import DynamicLossScale
 
-from helpers import TINY, synthetic_split
+from helpers import TINY, build_engine, synthetic_split
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +141,7 @@ def test_an_overflowing_step_is_skipped_counted_and_halves_the_scale():
     that the scaled loss overflows float32: a real overflow, handled as float16's would be."""
     cfg = TrainConfig(model="vgg11", width=0.125, dropout=0.0, batch_size=8, lr=0.05)
     scaler = DynamicLossScale(scale=3e38, growth_interval=2)  # loss (~2.3) x scale > float32 max
-    engine = Engine(cfg, [mx.cpu()], loss_scale=scaler)
+    engine = build_engine(cfg, [mx.cpu()], loss_scale=scaler)
     before = {k: v.data().asnumpy().copy() for k, v in engine.net.collect_params().items()}
     images, labels = synthetic_split(8)
     xs, ys = engine.load(images.astype(np.float32)), engine.load(labels.astype(np.float32))
@@ -164,7 +164,7 @@ def test_the_overflow_check_of_a_float16_network_with_float32_parameters(model):
     """In float16, BatchNorm's and Swish-beta's parameters stay float32: the finite check sees
     gradients of two dtypes (built on the CPU; no float16 step runs here)."""
     cfg = TrainConfig(model=model, width=0.125, dtype="float16", gpus=(0,), batch_size=8)
-    engine = Engine(cfg, [mx.cpu()])
+    engine = build_engine(cfg, [mx.cpu()])
     dtypes = {p.grad().dtype for p in engine.net.collect_params().values()
               if p.grad_req != "null"}
     assert dtypes == {np.float16, np.float32}
@@ -180,7 +180,7 @@ def test_a_scaled_step_equals_an_unscaled_one():
     images, labels = synthetic_split(8)
     params = []
     for scaler in (None, DynamicLossScale(scale=1024.0)):
-        engine = Engine(cfg, [mx.cpu()], loss_scale=scaler)
+        engine = build_engine(cfg, [mx.cpu()], loss_scale=scaler)
         engine.step(engine.load(images.astype(np.float32)),
                     engine.load(labels.astype(np.float32)))
         params.append([v.data().asnumpy() for v in engine.net.collect_params().values()])
@@ -237,8 +237,8 @@ def test_float16_without_gpus_or_with_dist_async_is_refused(run_cli, cifar_dir, 
                      "--dtype", "float16")
     assert result.exit_code == 2 and "float16 needs --gpus" in result.stderr
     with pytest.raises(UsageError, match="dist_async"):
-        from train_cli.config import validate
-        validate(TrainConfig(dtype="float16", gpus=(0,), kvstore="dist_async"))
+        from train_cli.runspec.rules import check_options
+        check_options(TrainConfig(dtype="float16", gpus=(0,), kvstore="dist_async"))
 
 
 def test_bench_ceiling_on_gpus_is_a_gpu_gemm_in_the_training_dtype():
@@ -302,8 +302,8 @@ def test_float32_on_gpus_is_float32_unless_tf32_is_asked_for(monkeypatch):
     with pytest.raises(UsageError, match="NVIDIA_TF32_OVERRIDE=0 in the environment forbids"):
         preflight_gpus((0,), FakeProbe({0: A100}), tf32=True)
     with pytest.raises(UsageError, match="--tf32 needs --gpus"):
-        from train_cli.config import validate
-        validate(TrainConfig(tf32=True))
+        from train_cli.runspec.rules import check_options
+        check_options(TrainConfig(tf32=True))
 
 
 def test_the_preflights_test_operations_check_their_result():

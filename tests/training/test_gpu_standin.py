@@ -20,10 +20,9 @@ from train_cli.config import TrainConfig
 from train_cli.model.activations import Swish, SwishBeta
 from train_cli.runfolder import read_metrics
 from train_cli.training.devices import make_contexts
-from train_cli.training.engine import Engine
 from train_cli.training.loss_scale import DynamicLossScale
 
-from helpers import assert_all_gone, launched_pids, synthetic_split
+from helpers import assert_all_gone, build_engine, launched_pids, synthetic_split
 
 # BatchNorm, dropout and Swish-beta (a parameter of its own, float32 in float16 runs)
 TINY_GPU = ["--model", "vgg11_bn_swishbeta", "--width", "0.125", "--batch-size", "10",
@@ -71,7 +70,7 @@ def test_a_swish_network_on_gpus_runs_the_gluon_swish_through_every_engine_step(
     cfg = TrainConfig(model="vgg11_bn_swish", width=0.125, batch_size=4, gpus=(0, 1))
     contexts = make_contexts(cfg.gpus)
     assert contexts == [mx.cpu(1), mx.cpu(2)]
-    engine = Engine(cfg, contexts)
+    engine = build_engine(cfg, contexts)
     blocks = [b for b in engine.net.features if isinstance(b, (Swish, SwishBeta))]
     assert blocks and not any(b.fused for b in blocks)  # the fused op has no GPU kernel
     images, labels = synthetic_split(8)
@@ -92,7 +91,7 @@ def test_an_overflowing_step_on_two_gpus_is_skipped_on_both(standin_gpus):
     """The float16 skip path (loss scaling) on two devices, driven by a real float32 overflow."""
     cfg = TrainConfig(model="vgg11_bn", width=0.125, dropout=0.0, batch_size=4, gpus=(0, 1))
     scaler = DynamicLossScale(scale=3e38)
-    engine = Engine(cfg, make_contexts(cfg.gpus), loss_scale=scaler)
+    engine = build_engine(cfg, make_contexts(cfg.gpus), loss_scale=scaler)
     trained = [p for p in engine.net.collect_params().values() if p.grad_req != "null"]
     before = [[d.asnumpy() for d in p.list_data()] for p in trained]
     images, labels = synthetic_split(8)

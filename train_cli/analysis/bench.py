@@ -23,11 +23,13 @@ import time
 import mxnet as mx
 import numpy as np
 
+from train_cli import runspec
 from train_cli.data.cifar10 import Split
 from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.model import swish_op
 from train_cli.model.spec import uses_fused_op
 from train_cli.model.vgg import count_params
+from train_cli.training import precision
 from train_cli.training.devices import acts_as_gpu, make_contexts
 from train_cli.training.engine import Engine
 
@@ -87,7 +89,9 @@ def synthetic_split(n, seed=0):
 def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
     """Measure one configuration; returns a JSON-ready dict."""
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)
-    engine = Engine(cfg, contexts)
+    spec = runspec.one_process(cfg)
+    precision.set_up(spec)
+    engine = Engine(spec, contexts)
     batch = engine.global_batch
     split = synthetic_split(batch * steps)
     engine.trainer.set_learning_rate(1e-4)  # keep the weights sane over many benchmark steps

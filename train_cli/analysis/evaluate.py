@@ -7,10 +7,12 @@ run's validation split.
 import dataclasses
 from dataclasses import dataclass
 
+from train_cli import runspec
 from train_cli.config import validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.errors import UserError, last_line
 from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, METRICS, RunFolder
+from train_cli.runspec import rules
 
 SPLITS = ("test", "val", "train")
 PARAMS = {"best": BEST_PARAMS, "last": CHECKPOINT}
@@ -60,11 +62,12 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     run = RunFolder.existing(run_dir)
     trained = run.config()
     cfg = dataclasses.replace(trained, gpus=tuple(gpus), cpu_devices=cpu_devices,
-                              dtype=_evaluation_dtype(trained.dtype, gpus),
+                              dtype=rules.evaluation_dtype(trained.dtype, gpus),
                               tf32=trained.tf32 and bool(gpus),  # TF32 is a GPU's arithmetic
                               eval_batch_size=trained.eval_batch_size if eval_batch_size is None
                               else eval_batch_size)
     validate(cfg)
+    spec = runspec.one_process(cfg)
     weights = run.file(PARAMS[params])
     if not weights.is_file():
         try:
@@ -82,12 +85,13 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
 
     # the network (and with it the fused Swish library) only now, after the cheap checks
     from train_cli.model.vgg import shape_model
-    from train_cli.training import checkpoint
+    from train_cli.training import checkpoint, precision
     from train_cli.training.devices import make_contexts, preflight_memory
     from train_cli.training.engine import Engine
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)
     preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts, training=False)
-    engine = Engine(cfg, contexts)
+    precision.set_up(spec)
+    engine = Engine(spec, contexts)
     if params == "best":
         _load_params(engine, weights, cfg.model)
     else:
@@ -95,12 +99,6 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     loss, accuracy, n = engine.evaluate(images)
     return Evaluation(split, weights.name, loss, accuracy, n, data.val_is_test, str(contexts[0]),
                       len(contexts), cfg.dtype)
-
-
-def _evaluation_dtype(trained, gpus):
-    """float16 runs evaluate in float16 on GPUs; everything else in float32 (a bfloat16 run has
-    float32 weights, and bfloat16 needs a CPU that has it)."""
-    return "float16" if trained == "float16" and gpus else "float32"
 
 
 def _load_params(engine, path, model):

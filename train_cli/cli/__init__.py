@@ -15,8 +15,9 @@ from train_cli import __version__, cuda_libs
 from train_cli.cli.options import INT_LIST, FieldType, config_options, progress_option
 from train_cli.cli.tools import bench, compare, evaluate, launch
 from train_cli.cluster import launched_role
-from train_cli.config import OPTIONS, RESUMABLE_OVERRIDES
+from train_cli.config import OPTIONS
 from train_cli.errors import EXIT_USAGE, Stopped, UserError
+from train_cli.runspec.rules import RESUMABLE_OVERRIDES
 from train_cli.startup import before_mxnet
 
 
@@ -110,16 +111,18 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
             raise click.UsageError("--config and --seeds cannot be combined with --resume: a "
                                    "resumed run keeps the options it started with")
         return resume_run_or_study(resume_dir, values, progress)
+    from train_cli import runspec
     from train_cli.config import build_config, warnings
     cfg = build_config(values, config_file)
+    spec = runspec.new_run(cfg, seeds)  # every decision about the run, made once, here
     for warning in warnings(cfg):
         click.echo(f"warning: {warning}", err=True)
     if seeds is not None:
         from train_cli.training.study import train_seeds
-        train_seeds(cfg, seeds, overwrite=overwrite, progress_bar=progress)
+        train_seeds(spec, overwrite=overwrite, progress_bar=progress)
     else:
         from train_cli.training.run import train as train_run
-        train_run(cfg, overwrite=overwrite, progress_bar=progress)
+        train_run(spec, overwrite=overwrite, progress_bar=progress)
 
 
 @cli.command()

@@ -2,7 +2,7 @@
 import click
 
 from train_cli.cli.options import INT_LIST, config_options
-from train_cli.cluster.launch import STALL_SECONDS  # stdlib only: --help stays instant
+from train_cli.cluster.jobspec import STALL_SECONDS  # no mxnet: --help stays instant
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -67,14 +67,15 @@ def launch(workers, servers, hostfile, root_uri, max_restarts, stall_timeout, ti
       swishtrain launch -n 2 -s 1 --hostfile hosts.txt --root-uri 10.0.0.5 \\
           --max-restarts 3 -- --model vgg16_bn --run-dir /shared/runs/vgg16
     """
-    from train_cli.cluster.launch import TrainOptions, read_hostfile, run_job, run_stamp
-    hosts = read_hostfile(hostfile) if hostfile else []
-    stamp = run_stamp()  # the workers name the default run folder with it
-    train = TrainOptions.parse(train_args, _train_params(train_args), stamp)
-    run_job(workers, servers, list(train_args), hosts=hosts, root_uri=root_uri,
-            timeout=timeout, echo=lambda line: click.echo(line), max_restarts=max_restarts,
-            stall_timeout=stall_timeout, worker_gpus=worker_gpus, train=train, dry_run=dry_run,
-            stamp=stamp, hostfile=hostfile)
+    from train_cli.cluster import jobspec
+    from train_cli.cluster.launch import run_job
+    from train_cli.runfolder import run_stamp
+    spec = jobspec.parse(  # every option, parsed and checked once
+        workers, servers, train_args, _train_params(train_args), run_stamp(),
+        hosts=jobspec.read_hostfile(hostfile) if hostfile else (), hostfile=hostfile,
+        root_uri=root_uri, max_restarts=max_restarts, stall_timeout=stall_timeout,
+        timeout=timeout, worker_gpus=tuple(worker_gpus))
+    run_job(spec, echo=lambda line: click.echo(line), dry_run=dry_run)
 
 
 def _train_params(train_args):

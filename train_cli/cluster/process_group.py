@@ -19,8 +19,6 @@ Facts measured with mxnet 1.9.1 on 127.0.0.1; see README "More than one machine"
 import mxnet as mx
 import numpy as np
 
-from train_cli.cluster import launched_role
-from train_cli.errors import UsageError
 from train_cli.mxnet_private import kvstore_barrier
 
 _SUM_KEYS = 1_000_000  # KVStore keys from here down serve `sum` (parameters use 0..n-1)
@@ -48,19 +46,14 @@ class LocalGroup:
         """What the run header says about the job after the devices."""
         return ""
 
-    def trainer_kvstore(self, requested):
-        """The KVStore the Trainer gets: --kvstore, but a distributed one only inside a job (a
-        run trained under launch is evaluated, or benchmarked, in one process)."""
-        return "device" if requested.startswith("dist") else requested
+    def trainer_kvstore(self, kvstore):
+        """What the Trainer is given for the spec's KVStore: its name alone."""
+        return kvstore
 
     @property
     def train_slice(self):
         """(rank, workers): this process takes slice `rank` of `workers` of every global batch."""
         return self.rank, self.num_workers
-
-    def global_batch(self, process_batch):
-        """Images in one optimiser step of the whole job."""
-        return process_batch * self.num_workers
 
     def barrier(self):
         """Wait for every worker (nothing to wait for alone)."""
@@ -99,8 +92,8 @@ class SyncGroup(LocalGroup):
     def describe(self):
         return f" x {self.num_workers} workers"
 
-    def trainer_kvstore(self, requested):
-        return self.kvstore
+    def trainer_kvstore(self, kvstore):
+        return self.kvstore  # the one created when the job was joined
 
     def barrier(self):
         kvstore_barrier(self.kvstore)
@@ -150,17 +143,13 @@ class AsyncGroup(SyncGroup):
         return flat
 
 
-def join(kvstore):
-    """The group this process belongs to, from --kvstore and the launcher's environment."""
-    role = launched_role()
-    if not kvstore.startswith("dist"):
-        if role == "worker":  # N local writers would race on one folder
-            raise UsageError(f"--kvstore {kvstore} is not distributed, but this process is a "
-                             "worker of `swishtrain launch`; use dist_sync (the default there)")
+def join(job):
+    """The group this process belongs to in job (the spec's JobShape; runspec.rules has decided
+    that the KVStore fits the process)."""
+    if not job.distributed:
         return LocalGroup()
-    if role != "worker":
-        raise UsageError(f"--kvstore {kvstore} needs the scheduler, servers and workers of a "
-                         "distributed job; start it with `swishtrain launch -n 2 -- <train "
-                         "options>`")
-    kv = mx.kv.create(kvstore)  # blocks until every worker and server has registered
-    return AsyncGroup(kv) if "async" in kvstore else SyncGroup(kv)
+    kv = mx.kv.create(job.kvstore)  # blocks until every worker and server has registered
+    group = AsyncGroup(kv) if job.updates_on_servers else SyncGroup(kv)
+    if group.num_workers != job.workers:  # the launcher's DMLC_NUM_WORKER is what ps-lite read
+        raise RuntimeError(f"the KVStore has {group.num_workers} workers, the job {job.workers}")
+    return group

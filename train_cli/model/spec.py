@@ -42,11 +42,6 @@ def uses_fused_op(name):
     return parse_name(name)[2] in FUSED_ACTIVATIONS
 
 
-def check_model_name(name):
-    """Raise UsageError unless name is a registered model."""
-    parse_name(name)
-
-
 def scaled(units, width):
     """Channel/unit count after --width scaling (round half up)."""
     return int(units * width + 0.5)

@@ -18,17 +18,16 @@ from train_cli.cluster.process_group import LocalGroup
 from train_cli.data.loader import eval_batches
 from train_cli.errors import UserError
 from train_cli.model.activations import fused_allowed
-from train_cli.model.spec import uses_fused_op
 from train_cli.model.vgg import build_model
 from train_cli.mxnet_private import start_kvstore, structural_params
 from train_cli.training import precision
-from train_cli.training.devices import acts_as_gpu, on_host, process_batch_size
+from train_cli.training.devices import acts_as_gpu, on_host
 from train_cli.training.loss_scale import DynamicLossScale, NoLossScale
-from train_cli.training.schedule import ServerSchedule
 
 
 @dataclass
 class BatchResult:
+    """One batch's figures in this process, as a progress bar shows them."""
     index: int  # 0-based batch number within the epoch
     loss_sum: float
     correct: int
@@ -36,20 +35,34 @@ class BatchResult:
     skipped: bool = False  # float16: the update overflowed and was not applied
 
 
+@dataclass
+class EpochRecord:
+    """An epoch's training figures, summed over its batches and over the job."""
+    loss_sum: float = 0.0
+    correct: float = 0
+    images: float = 0
+    skipped_steps: int = 0  # float16: updates that overflowed and were not applied
+    stopped: bool = False  # a stop was asked before the epoch's end (then no sums are made)
+
+
 class Engine:
     """A network, its trainer and the contexts it runs on, in one process of a job."""
 
-    def __init__(self, cfg, contexts, group=None, train_images=None, loss_scale=None):
-        # before anything runs: bfloat16 is process-wide
-        precision.enable(cfg.dtype, fused_swish=uses_fused_op(cfg.model))
+    def __init__(self, spec, contexts, group=None, loss_scale=None, server_schedule=None):
+        """spec: the resolved RunSpec; server_schedule: the schedule a dist_async job's servers
+        run (training/schedule.py), which needs the size of the training split."""
+        cfg = spec.config
+        if precision.enabled() != cfg.dtype:  # bfloat16 must be on before anything is built
+            raise RuntimeError(f"call precision.set_up(spec) before building a {cfg.dtype} "
+                               f"engine (this process is set up for {precision.enabled()})")
         self.group = group or LocalGroup()
         self.contexts = contexts
         self.dtype = precision.storage_dtype(cfg.dtype)  # of parameters and input images
-        self.batch_size = process_batch_size(cfg.batch_size, contexts)  # this process's share
-        self.global_batch = self.group.global_batch(self.batch_size)  # one optimiser step
+        self.batch_size = spec.process_batch  # this process's share of one optimiser step
+        self.global_batch = spec.global_batch
         self.loss_scale = loss_scale or (DynamicLossScale.for_batch(self.global_batch)
                                          if cfg.dtype == "float16" else NoLossScale())
-        self.eval_batch_size = process_batch_size(cfg.eval_batch_size, contexts)
+        self.eval_batch_size = spec.eval_batch
         self.input_norm = cfg.input_norm
         # fused Swish operators only where they have kernels (CPU; not on a GPU's stand-in)
         device_type = "gpu" if acts_as_gpu(contexts[0]) else contexts[0].device_type
@@ -64,14 +77,12 @@ class Engine:
             self.net.hybridize(static_alloc=True, static_shape=True)
         optimizer = {"learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
                      "multi_precision": cfg.dtype == "float16"}
-        if self.group.updates_on_servers:  # the servers run the optimiser, and its schedule
-            optimizer["lr_scheduler"] = ServerSchedule(
-                cfg.lr, cfg.lr_steps, cfg.lr_factor,
-                updates_per_epoch=train_images // self.global_batch * self.group.num_workers)
+        if spec.job.updates_on_servers:  # the servers run the optimiser, and its schedule
+            optimizer["lr_scheduler"] = server_schedule
         self.trainer = gluon.Trainer(
             self.net.collect_params(), "sgd", optimizer,
-            kvstore=self.group.trainer_kvstore(cfg.kvstore),
-            update_on_kvstore=self.group.updates_on_servers)
+            kvstore=self.group.trainer_kvstore(spec.job.kvstore),
+            update_on_kvstore=spec.job.updates_on_servers)
         # the KVStore's initial broadcast now, not lazily at the first step (see start_kvstore)
         start_kvstore(self.trainer, self.global_batch)
         self.group.barrier()
@@ -86,19 +97,19 @@ class Engine:
 
     def train_epoch(self, batches, lr, seed, epoch, should_stop=lambda: False,
                     on_batch=lambda result: None):
-        """Train on `batches`; return (results per batch, stopped early?).
+        """Train on `batches`; return the EpochRecord, summed over the job (unless stopped).
 
         Raises Diverged when the loss stops being finite, naming the batch.
         """
         if not self.group.updates_on_servers:  # there the ServerSchedule sets the rate
             self.trainer.set_learning_rate(lr)
         self._seed_dropout(seed, epoch)  # replays on resume
-        results, pending, stopped = [], None, False
+        results, pending = [], None
         for index, (images, labels) in enumerate(batches):
-            if should_stop():
-                stopped = True  # a stop after the last batch keeps the finished epoch
-                break
-            stats = self.step(self.load(images), self.load(labels, cast=False))
+            if should_stop():  # a stop after the last batch keeps the finished epoch
+                mx.nd.waitall()
+                return EpochRecord(stopped=True)
+            stats = self.step(self.load(images), self.load(labels, cast=False), (epoch, index))
             # Reading a value is a sync point: read the previous batch's, so the device always
             # has this batch queued while Python waits.
             if pending is not None:
@@ -108,7 +119,10 @@ class Engine:
             results.append(self._collect(pending, epoch, on_batch))
         # the last update is still queued: wait for it, so the epoch's time is the whole epoch
         mx.nd.waitall()
-        return results, stopped
+        loss_sum, correct, images = self.group.train_total(
+            [sum(r.loss_sum for r in results), sum(r.correct for r in results),
+             sum(r.count for r in results)])
+        return EpochRecord(loss_sum, correct, images, sum(r.skipped for r in results))
 
     def _seed_dropout(self, seed, epoch):
         """Dropout's masks from (seed, epoch), the same on resume.
@@ -125,9 +139,9 @@ class Engine:
             mx.random.seed(streams.mxnet_seed(streams.DROPOUT, seed, epoch, self.group.rank,
                                               place), ctx=ctx)
 
-    def step(self, xs, ys):
+    def step(self, xs, ys, where=(None, None)):
         """One optimiser step on per-device slices; returns [loss sum, correct] and, with loss
-        scaling, [..., skipped] (an NDArray, not synced)."""
+        scaling, [..., skipped] (an NDArray, not synced). where: (epoch, batch), for errors."""
         scale = self.loss_scale.scale
         with autograd.record():
             outputs = [self.net(x) for x in xs]
@@ -147,9 +161,8 @@ class Engine:
             else:
                 skipped = 1
                 if self.loss_scale.exhausted:
-                    raise UserError(f"float16 gradients overflow even at loss scale {scale:g}: "
-                                    "training has diverged; start a new run with a lower --lr "
-                                    "or --dtype float32 (the last good checkpoint is kept)")
+                    raise Diverged(*where, f"float16 gradients overflowed even at loss scale "
+                                   f"{scale:g}", fix="a lower --lr or --dtype float32")
         return self._batch_stats(outputs, ys, losses, skipped)
 
     def _gradients_finite(self):
@@ -186,12 +199,6 @@ class Engine:
         result = BatchResult(index, loss_sum, int(round(correct)), count, any(skipped))
         on_batch(result)
         return result
-
-    def train_totals(self, results):
-        """Job-wide (loss sum, correct, images) of an epoch's batch results."""
-        return tuple(self.group.train_total([sum(r.loss_sum for r in results),
-                                             sum(r.correct for r in results),
-                                             sum(r.count for r in results)]))
 
     def evaluate(self, split):
         """(mean loss, accuracy, images) over every image of split exactly once, job-wide."""
@@ -254,7 +261,7 @@ class Engine:
                if not np.isfinite(p.data(self.contexts[0]).asnumpy()).all()]
         if bad or not math.isfinite(val_loss):
             what = f"parameter {bad[0]}" if bad else "the validation loss"
-            raise Diverged(epoch, None, what)
+            raise Diverged(epoch, None, f"{what} became NaN/inf")
 
     def load_params(self, path):
         """Load weights saved by save_params into every device's copy, cast to this engine's
@@ -301,12 +308,14 @@ def _correct(outputs, labels):
 class Diverged(UserError):
     """The training loss (or, at the end of an epoch, a weight) became NaN or infinite."""
 
-    def __init__(self, epoch, batch, what="the training loss"):
-        if batch is None:
+    def __init__(self, epoch, batch, what="the training loss became NaN/inf", fix="a lower --lr"):
+        if epoch is None:  # a step run outside an epoch's loop
+            where = "a training step"
+        elif batch is None:
             where = f"the end of epoch {epoch + 1}"
         else:
             where = f"epoch {epoch + 1}, batch {batch + 1}"
-        super().__init__(f"{what} became NaN/inf at {where}: the learning rate is probably too "
-                         "high for this model; start a new run with a lower --lr (this run's "
-                         "last good checkpoint is kept, but resuming it would diverge again)")
+        super().__init__(f"{what} at {where}: the learning rate is probably too high for this "
+                         f"model; start a new run with {fix} (this run's last good checkpoint is "
+                         "kept, but resuming it would diverge again)")
         self.epoch, self.batch = epoch, batch

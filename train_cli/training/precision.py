@@ -16,10 +16,11 @@ bfloat16 is process-wide and must be switched on before MXNet does any work:
   2.4.4 does not ask: without it the first AMX instruction dies with SIGILL;
 - amp wraps mx.sym / mx.nd functions once and for good, and loading an operator library
   re-creates those modules (undoing amp), so the Swish library is loaded before amp.
-enable() does all of it, once; the engine calls it before it builds anything, and check() lets a
-run refuse an unable CPU before any slow work. Measured on a Sapphire Rapids machine
-(docs/PERFORMANCE.md): AMX 1.47-1.55x float32 for vgg16_bn at full width; with oneDNN capped at
-AVX512_BF16 (no AMX) 0.74-0.81x at every width measured.
+enable() does all of it, once; set_up(spec) calls it before an engine is built (the engine
+refuses to be built otherwise), and check() lets a run refuse an unable CPU before any slow
+work. Measured on a Sapphire Rapids machine (docs/PERFORMANCE.md): AMX 1.47-1.55x float32 for
+vgg16_bn at full width; with oneDNN capped at AVX512_BF16 (no AMX) 0.74-0.81x at every width
+measured.
 """
 import ctypes
 import os
@@ -80,9 +81,22 @@ def _warn(message):
     print(f"warning: {message}", file=sys.stderr)
 
 
+def set_up(spec):
+    """Set this process up for a run spec's dtype and model: before its engine is built."""
+    from train_cli.model.spec import uses_fused_op
+    enable(spec.config.dtype, fused_swish=uses_fused_op(spec.config.model))
+
+
+def enabled():
+    """The dtype this process was set up for (None: not yet)."""
+    return _enabled["dtype"]
+
+
 def enable(dtype, fused_swish=False, environ=os.environ, flags=None):
-    """Set this process up for dtype (once; a second, different dtype is an error).
-    fused_swish: the model will use the fused Swish operators (their library loads first)."""
+    """Set this process up for dtype. bfloat16 is once per process: after it, or before it,
+    another dtype is an error (float32 and float16 change nothing process-wide, so they may
+    alternate). fused_swish: the model will use the fused Swish operators (their library loads
+    first)."""
     if _enabled["dtype"] == dtype:
         return
     if "bfloat16" in (_enabled["dtype"], dtype) and _enabled["dtype"] is not None:

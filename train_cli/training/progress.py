@@ -81,13 +81,14 @@ def _tf32(cfg):
     return " (TF32 allowed on Ampere and newer)" if cfg.tf32 else " (TF32 off)"
 
 
-def print_header(cfg, path, engine, data, state):
+def print_header(spec, path, engine, data, state):
     """The lines a run starts with: model, devices, data, where results go."""
+    cfg = spec.config
     val = "test split" if data.val_is_test else "held out from train"
     on = describe(engine.contexts) + engine.group.describe()
     echo(f"swishtrain {__version__}: {cfg.model} (width {cfg.width:g}, "
          f"{count_params(cfg.model, cfg.width):,} parameters) on {on}, "
-         f"batch {engine.global_batch}, {cfg.dtype}{_tf32(cfg)}")
+         f"batch {spec.global_batch}, {cfg.dtype}{_tf32(cfg)}")
     echo(f"data: {len(data.train):,} train / {len(data.val):,} validation ({val}) images "
          f"from {data.source}")
     if state.epochs_done >= cfg.epochs:

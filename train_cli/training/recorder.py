@@ -17,7 +17,6 @@ import numpy as np
 
 from train_cli import __version__, streams, threads
 from train_cli.atomic import atomic_write, atomic_write_bytes, atomic_write_json
-from train_cli.cluster import launched_job_gpus
 from train_cli.config import to_dict
 from train_cli.errors import UserError
 from train_cli.model.vgg import count_params
@@ -104,13 +103,14 @@ def write_study(path, seeds, cfg):
     atomic_write_json(Path(path) / STUDY, {"seeds": list(seeds), "config": to_dict(cfg)})
 
 
-def recorder_for(group, path, fresh, overwrite=False):
-    """The primary process's RunRecorder (making the folder if fresh); others get a NoRecorder."""
+def recorder_for(spec, group, overwrite=False):
+    """The primary process's RunRecorder of spec's folder (making it for a new run); others get a
+    NoRecorder."""
     if not group.is_primary:
-        return NoRecorder(path)
-    if fresh:
-        return RunRecorder(make_folder(path, overwrite))
-    folder = RunFolder.existing(path)
+        return NoRecorder(spec.run_dir)
+    if not spec.resumed:
+        return RunRecorder(make_folder(spec.run_dir, overwrite))
+    folder = RunFolder.existing(spec.run_dir)
     remove_leftovers(folder.path)
     return RunRecorder(folder)
 
@@ -142,20 +142,19 @@ class RunRecorder:
         self.folder = folder
         self.path = folder.path
 
-    def write_config(self, cfg, engine, data, resumed):
-        """config.json: every resolved option, devices, data (with each split's size and digest),
-        versions; one entry per session."""
+    def write_config(self, spec, contexts, data):
+        """config.json: every resolved option, devices, the job, data (with each split's size and
+        digest), versions; one entry per session."""
+        cfg, resumed, workers = spec.config, spec.resumed, spec.job.workers
         previous = self.folder.read_json(CONFIG) if resumed else {}
-        workers = engine.group.num_workers
         sessions = previous.get("sessions", []) + [dict(
             started=datetime.datetime.now().isoformat(timespec="seconds"),
             command=" ".join(shlex.quote(a) for a in ["swishtrain", *sys.argv[1:]]),
             resumed=resumed, workers=workers)]
         atomic_write_json(self.folder.file(CONFIG), dict(
             swishtrain=__version__, random_streams=streams.VERSION, config=to_dict(cfg),
-            devices=[str(c) for c in engine.contexts], workers=workers,
-            job_gpus=list(launched_job_gpus() or cfg.gpus),
-            global_batch_size=engine.global_batch, parameters=count_params(cfg.model, cfg.width),
+            devices=[str(c) for c in contexts], workers=workers, job_gpus=list(spec.job.gpus),
+            global_batch_size=spec.global_batch, parameters=count_params(cfg.model, cfg.width),
             data=dict(source=data.source, train_images=len(data.train),
                       val_images=len(data.val), val_is_test=data.val_is_test,
                       test_images=len(data.test) if data.test is not None else None,

@@ -1,4 +1,4 @@
-"""One training run: a validated config in, a finished run folder out.
+"""One training run: a resolved RunSpec in, a finished run folder out.
 
     prepare   join the job, pick the devices, load the data
     build     network and optimiser, fresh or restored from last.ckpt
@@ -11,34 +11,25 @@ about the job, and only the primary's recorder writes the run folder.
 """
 import dataclasses
 import resource
-import shlex
 import time
 from dataclasses import dataclass, field
 
-from train_cli import streams
-from train_cli.cluster import launched_role
+from train_cli import runspec, streams
 from train_cli.cluster.process_group import LocalGroup, join
-from train_cli.config import RESUMABLE_OVERRIDES, flag, validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.data.identity import check_same_data
 from train_cli.data.loader import Prefetcher, train_batches
-from train_cli.errors import Stopped, UsageError, UserError
+from train_cli.errors import Stopped, UserError
 from train_cli.model.vgg import shape_model
-from train_cli.runfolder import (
-    BEST_PARAMS,
-    CHECKPOINT,
-    CONFIG,
-    RunFolder,
-    best_row,
-    default_run_dir,
-)
+from train_cli.runfolder import BEST_PARAMS, CHECKPOINT, CONFIG, RunFolder, best_row, selected_on
+from train_cli.runspec import rules
 from train_cli.training import checkpoint, precision
-from train_cli.training.devices import make_contexts, preflight_memory, process_batch_size
+from train_cli.training.devices import make_contexts, preflight_memory
 from train_cli.training.engine import Engine
 from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import EpochProgress, echo, epoch_line, print_header, set_prefix
 from train_cli.training.recorder import check_new, check_writable, recorder_for
-from train_cli.training.schedule import lr_at
+from train_cli.training.schedule import ServerSchedule, lr_at
 
 
 @dataclass
@@ -62,98 +53,62 @@ class RunState:
         return dict(model=cfg.model, width=cfg.width, **dataclasses.asdict(self))
 
 
-def train(cfg, overwrite=False, progress_bar=None):
-    """Train a new run; return its summary dict."""
-    path = cfg.run_dir or default_run_dir(cfg.model)
-    check_new(path, overwrite)  # fail before any slow work, and before anything is made
-    precision.check(cfg.dtype)  # this CPU can run it
-    engine, data = _prepare(cfg)
-    recorder = recorder_for(engine.group, path, fresh=True, overwrite=overwrite)
-    return _epochs(cfg, engine, data, recorder, RunState(), progress_bar, resumed=False)
+def train(spec, overwrite=False, progress_bar=None):
+    """Train the new run spec describes (runspec.new_run); return its summary dict."""
+    check_new(spec.run_dir, overwrite)  # fail before any slow work, and before anything is made
+    precision.check(spec.config.dtype)  # this CPU can run it
+    engine, data = _prepare(spec)
+    recorder = recorder_for(spec, engine.group, overwrite=overwrite)
+    return _epochs(spec, engine, data, recorder, RunState(), progress_bar)
 
 
 def resume(path, overrides=None, progress_bar=None):
     """Continue a run from its last completed epoch (a study: study.resume_study)."""
     folder = RunFolder.existing(path)
     check_writable(folder.path)  # a resume rewrites config.json: fail before any slow work
-    cfg = _resumed_config(folder, overrides or {})
+    saved = folder.read_json(CONFIG)
+    spec = runspec.resumed_run(folder.path, folder.config(), overrides or {},
+                               trained_workers=saved.get("workers", 1))
+    cfg = spec.config
     precision.check(cfg.dtype)  # this CPU can run it: before the checkpoint is read
     ckpt = checkpoint.load(folder.file(CHECKPOINT))
-    if ckpt.meta["epochs_done"] > cfg.epochs:
-        raise UsageError(f"--epochs {cfg.epochs} is fewer than the {ckpt.meta['epochs_done']} "
-                         "epochs this run has done; give a larger --epochs to extend it")
     if ckpt.meta["model"] != cfg.model:
         raise UserError(f"{folder.file(CHECKPOINT)} holds a {ckpt.meta['model']!r} model but "
                         f"{folder.file(CONFIG)} says {cfg.model!r}; the folder is inconsistent")
-    saved = folder.read_json(CONFIG)
-    if saved.get("random_streams", 1) != streams.VERSION:  # another shuffle, augmentation...
-        raise UserError(f"{folder} was trained by swishtrain {saved.get('swishtrain', '?')}, "
-                        "which drew its data order, augmentation and dropout differently: "
-                        "resuming it here would not continue the same run; start a new run")
-    workers = saved.get("workers", 1)
-    how = resume_command(folder.path, workers)
-    if workers > 1 and launched_role() != "worker":
-        raise UserError(f"{folder} was trained by {workers} workers; resume it the same way: {how}")
-    engine, data = _prepare(cfg)
-    if engine.group.num_workers != workers:  # the global batch, and so every step, would change
-        raise UserError(f"{folder} was trained by {workers} worker(s), not "
-                        f"{engine.group.num_workers}; resume it the same way: {how}")
+    rules.check_resume(folder, cfg, saved, ckpt.meta["epochs_done"], streams.VERSION)
+    engine, data = _prepare(spec)
     check_same_data(folder, saved, data,  # before anything is written
                     warn=lambda m: echo(m, err=True) if engine.group.is_primary else None)
     checkpoint.restore(ckpt, engine.net, engine.trainer, folder.file(CHECKPOINT))
     engine.loss_scale.load(ckpt.meta.get("loss_scale"))
-    recorder = recorder_for(engine.group, folder.path, fresh=False)
+    recorder = recorder_for(spec, engine.group)
     state = RunState.from_meta(ckpt.meta)
-    return _epochs(cfg, engine, data, recorder, state, progress_bar, resumed=True)
+    return _epochs(spec, engine, data, recorder, state, progress_bar)
 
 
-def resume_command(path, workers):
-    """The command that continues a run of this many workers."""
-    path = shlex.quote(str(path))
-    return f"swishtrain launch -n {workers} -- --resume {path}" if workers > 1 else \
-        f"swishtrain resume {path}"
-
-
-def _resumed_config(folder, overrides):
-    """The run's own config, with the few overrides a resume may make."""
-    cfg = folder.config()
-    changes = {}
-    for name, value in overrides.items():
-        if value is None or value == getattr(cfg, name):
-            continue
-        if name not in RESUMABLE_OVERRIDES:
-            allowed = ", ".join(flag(n) for n in RESUMABLE_OVERRIDES)
-            raise UsageError(f"{flag(name)} cannot change when resuming (the run used "
-                             f"{getattr(cfg, name)!r}); only {allowed} may")
-        if name == "gpus" and len(value) != len(cfg.gpus):  # other GPUs, the same step
-            raise UsageError(f"--gpus may name other GPUs when resuming, but as many as the run "
-                             f"used ({len(cfg.gpus)}): the global batch would change")
-        changes[name] = value
-    cfg = dataclasses.replace(cfg, **changes)
-    validate(cfg)
-    if cfg.kvstore == "dist_async":
-        raise UserError("runs with --kvstore dist_async cannot be resumed: their optimiser "
-                        "state lives on the servers, which are gone; start a new run")
-    return cfg
-
-
-def preflight(cfg):
+def preflight(spec):
     """Every check a run makes before it builds anything (devices, memory, data, the batch),
     for a study to make before it replaces an earlier one (--overwrite)."""
-    precision.check(cfg.dtype)
-    _checked(cfg, LocalGroup())
+    precision.check(spec.config.dtype)
+    _checked(spec, LocalGroup())
 
 
-def _prepare(cfg):
-    """Join the job, pass the checks (loading the data), build the engine."""
-    group = join(cfg.kvstore)
+def _prepare(spec):
+    """Join the job, pass the checks (loading the data), set the process up, build the engine."""
+    group = join(spec.job)
     set_prefix(group.prefix)
-    contexts, data = _checked(cfg, group)
-    return Engine(cfg, contexts, group, train_images=len(data.train)), data
+    contexts, data = _checked(spec, group)
+    precision.set_up(spec)  # process-wide (bfloat16), before anything is built
+    cfg, schedule = spec.config, None
+    if spec.job.updates_on_servers:  # the servers count updates: batches x workers per epoch
+        schedule = ServerSchedule(cfg.lr, cfg.lr_steps, cfg.lr_factor, updates_per_epoch=len(
+            data.train) // spec.global_batch * spec.job.workers)
+    return Engine(spec, contexts, group, server_schedule=schedule), data
 
 
-def _checked(cfg, group):
+def _checked(spec, group):
     """(contexts, data) once the devices, memory, data and batch checks have passed."""
+    cfg = spec.config
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)  # the GPU preflight
     preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts)  # before any allocation
 
@@ -164,21 +119,20 @@ def _checked(cfg, group):
     data = load() if group.is_primary else None
     group.barrier()
     data = data or load()
-    global_batch = group.global_batch(process_batch_size(cfg.batch_size, contexts))
-    if len(data.train) < global_batch:
+    if len(data.train) < spec.global_batch:
         raise UserError(f"only {len(data.train)} training images, fewer than one batch of "
-                        f"{global_batch}; lower --batch-size or --val-split")
+                        f"{spec.global_batch}; lower --batch-size or --val-split")
     return contexts, data
 
 
-def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
-    """The epoch loop, from the state's next epoch to cfg.epochs; then the summary."""
-    group = engine.group
-    recorder.write_config(cfg, engine, data, resumed)
-    if not resumed:  # epoch 0: a run stopped during epoch 1 can be resumed too
+def _epochs(spec, engine, data, recorder, state, progress_bar):
+    """The epoch loop, from the state's next epoch to the spec's epochs; then the summary."""
+    cfg, group = spec.config, engine.group
+    recorder.write_config(spec, engine.contexts, data)
+    if not spec.resumed:  # epoch 0: a run stopped during epoch 1 can be resumed too
         recorder.save_checkpoint(engine, state.meta(cfg))
-    print_header(cfg, recorder.path, engine, data, state)
-    batches_per_epoch = len(data.train) // engine.global_batch
+    print_header(spec, recorder.path, engine, data, state)
+    batches_per_epoch = len(data.train) // spec.global_batch
     with StopRequests() as stop:
         for epoch in range(state.epochs_done, cfg.epochs):
             if stop.is_set():  # asked during the last evaluation or record: stop between epochs
@@ -190,9 +144,9 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
             with bar, Prefetcher(train_batches(data.train, engine.batch_size, cfg.seed, epoch,
                                                cfg.augment, *group.train_slice,
                                                cfg.shuffle, cfg.input_norm)) as batches:
-                results, stopped = engine.train_epoch(batches, lr, cfg.seed, epoch,
-                                                      stop.is_set, bar.update)
-            if stopped:
+                record = engine.train_epoch(batches, lr, cfg.seed, epoch, stop.is_set,
+                                            bar.update)
+            if record.stopped:
                 break
             train_seconds = time.perf_counter() - started
             # sync BatchNorm statistics, so every replica evaluates (and saves) one network
@@ -201,12 +155,11 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
             val_loss, val_acc, state.val_images = engine.evaluate(data.val)
             engine.check_finite(epoch, val_loss)  # nothing diverged is ever saved
             # record
-            loss_sum, correct, seen = engine.train_totals(results)
-            row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen,
-                       train_acc=correct / seen, val_loss=val_loss, val_acc=val_acc,
-                       epoch_seconds=time.perf_counter() - started,
-                       train_img_per_s=seen / train_seconds,
-                       skipped_steps=sum(r.skipped for r in results))  # float16 overflows
+            row = dict(epoch=epoch + 1, lr=lr, train_loss=record.loss_sum / record.images,
+                       train_acc=record.correct / record.images, val_loss=val_loss,
+                       val_acc=val_acc, epoch_seconds=time.perf_counter() - started,
+                       train_img_per_s=record.images / train_seconds,
+                       skipped_steps=record.skipped_steps)  # float16 overflows
             state.metrics.append(row)
             state.epochs_done, state.elapsed = epoch + 1, state.elapsed + row["epoch_seconds"]
             state.loss_scale = engine.loss_scale.state()
@@ -220,23 +173,24 @@ def _epochs(cfg, engine, data, recorder, state, progress_bar, resumed):
                           f"{recorder.path / CHECKPOINT} holds {state.epochs_done} completed "
                           "epoch(s), and the interrupted epoch restarts on resume.\n"
                           f"Resume with: "
-                          f"{resume_command(recorder.path, engine.group.num_workers)}",
+                          f"{runspec.resume_command(recorder.path, spec.job.workers)}",
                           exit_code=stop.exit_code)
-        summary = _finish(cfg, engine, data, recorder, state)
+        summary = _finish(spec, engine, data, recorder, state)
         if stop.is_set():  # asked during the last epoch's evaluation or the summary: honoured
             raise Stopped(f"stopped by {stop.name} as the run ended; {recorder.path} is "
                           "complete", exit_code=stop.exit_code)
     return summary
 
 
-def _finish(cfg, engine, data, recorder, state):
+def _finish(spec, engine, data, recorder, state):
     """The summary: best and final accuracy, the best epoch's test accuracy where it is honest."""
+    cfg = spec.config
     summary = dict(model=cfg.model, best_val_acc=state.best_val_acc, best_epoch=state.best_epoch,
                    final_val_acc=state.metrics[-1]["val_acc"],
                    val_images=state.val_images or len(data.val),
                    val_is_test=data.val_is_test, test_acc=None, test_images=None,
                    epochs=state.epochs_done, total_seconds=state.elapsed,
-                   workers=engine.group.num_workers,
+                   workers=spec.job.workers,
                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if not data.val_is_test:
         if data.test is None:
@@ -247,10 +201,10 @@ def _finish(cfg, engine, data, recorder, state):
             _, summary["test_acc"], summary["test_images"] = engine.evaluate(data.test)
             echo(f"Test accuracy of the best epoch ({state.best_epoch}): "
                  f"{summary['test_acc']:.4f} on {summary['test_images']} images")
-    if engine.group.distributed:  # replicas must agree; a differing digest means drift
+    if spec.job.distributed:  # replicas must agree; a differing digest means drift
         summary["params_sha1"] = engine.params_digest()
         echo(f"parameters sha1: {summary['params_sha1']}")
-    summary["selected_on"] = "test split" if data.val_is_test else "held-out validation split"
+    summary["selected_on"] = selected_on(data.val_is_test)
     recorder.finish(state.metrics, summary)
     echo(f"Run folder: {recorder.path}")
     if data.val_is_test:  # the mission's last line stays; the line before it says what it is

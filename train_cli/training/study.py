@@ -11,9 +11,10 @@ import shlex
 import statistics
 from pathlib import Path
 
+from train_cli import runspec
 from train_cli.config import from_dict
-from train_cli.errors import Stopped, UsageError, UserError
-from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder, default_run_dir, is_study
+from train_cli.errors import Stopped, UserError
+from train_cli.runfolder import CHECKPOINT, STUDY, SUMMARY, RunFolder, is_study
 from train_cli.training import run as single
 from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import echo
@@ -21,28 +22,17 @@ from train_cli.training.recorder import check_new, create_study, write_study
 
 
 def seed_dir(base, seed):
+    """A seed's run folder in a study folder."""
     return Path(base) / f"seed-{seed}"
 
 
-def check_seeds(seeds, cfg):
-    if not seeds:
-        raise UsageError("--seeds needs at least one seed, e.g. --seeds 1,2,3")
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds must be distinct seeds of 0 or more (got "
-                         f"{','.join(map(str, seeds))}), e.g. --seeds 1,2,3")
-    if cfg.kvstore.startswith("dist"):
-        raise UsageError("--seeds runs in one process, which can join one distributed job "
-                         "only; launch one job per seed instead")
-
-
-def train_seeds(cfg, seeds, overwrite=False, progress_bar=None):
-    """Train cfg once per seed; return the summaries."""
-    check_seeds(seeds, cfg)
-    path = cfg.run_dir or default_run_dir(cfg.model)
-    check_new(path, overwrite)  # at once, changing nothing
+def train_seeds(spec, overwrite=False, progress_bar=None):
+    """Train a study's spec (runspec.new_run with seeds) once per seed; return the summaries."""
+    cfg, seeds = spec.config, list(spec.seeds)
+    check_new(spec.run_dir, overwrite)  # at once, changing nothing
     # every check before an earlier study is replaced (--overwrite) or a folder is made
-    single.preflight(dataclasses.replace(cfg, seed=seeds[0]))
-    study = create_study(path, seeds, cfg, overwrite)
+    single.preflight(dataclasses.replace(spec, config=dataclasses.replace(cfg, seed=seeds[0])))
+    study = create_study(spec.run_dir, seeds, cfg, overwrite)
     return _run_seeds(study.path, cfg, seeds, {}, progress_bar)
 
 
@@ -108,7 +98,7 @@ def _run_seed(base, cfg, seed, place, overrides, progress_bar):
     echo(f"=== seed {seed} ({place}) -> {path}")
     seed_cfg = dataclasses.replace(cfg, seed=seed, run_dir=str(path),
                                    **{k: v for k, v in overrides.items() if v is not None})
-    return single.train(seed_cfg, overwrite=True, progress_bar=progress_bar)
+    return single.train(runspec.new_run(seed_cfg), overwrite=True, progress_bar=progress_bar)
 
 
 def unfinished_seeds(run_path):
