@@ -33,6 +33,13 @@ SEED_FOLDER = re.compile(r"seed-\d+$")
 TMP_FILE = re.compile(r"\.(.+)\.(\d+)\.tmp$")  # atomic.atomic_write's temporary names
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "epoch_seconds", "train_img_per_s", "skipped_steps"]
+# summary.json's selected_on: the split the best epoch was chosen on
+SELECTED_ON_TEST, SELECTED_ON_HELD_OUT = "test split", "held-out validation split"
+
+
+def selected_on(val_is_test):
+    """The split a run's best epoch was selected on, as summary.json names it."""
+    return SELECTED_ON_TEST if val_is_test else SELECTED_ON_HELD_OUT
 
 
 def default_run_dir(model, stamp=None):
