@@ -1,4 +1,5 @@
-"""`swishtrain compare` and compare.py/plot.py: run folders written by hand with known numbers."""
+"""`swishtrain compare`: runs.py, compare.py, report.py and plot.py on run folders written by hand
+with known numbers."""
 import json
 import re
 import subprocess
@@ -7,11 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from train_cli.analysis import plot, stats
-from train_cli.analysis.compare import compare, find_run_dirs
+from train_cli.analysis import plot, report, stats
+from train_cli.analysis.compare import FINAL_VAL_ACC, TEST_ACC, compare
+from train_cli.analysis.runs import Unreadable, find_run_dirs, load_run
 from train_cli.config import TrainConfig, to_dict
 from train_cli.errors import UserError
-from train_cli.runfolder import format_metrics
+from train_cli.runfolder import format_metrics, selected_on
 
 
 def curve(best, best_epoch, final, epochs):
@@ -56,8 +58,7 @@ def make_run(folder, val_accs, finished=True, seconds=10.0, test_acc=None, worke
             epochs=len(val_accs), total_seconds=seconds * len(val_accs))
         if not legacy:
             summary.update(workers=workers, peak_rss_mb=100.0,
-                           selected_on="test split" if val_is_test else
-                           "held-out validation split")
+                           selected_on=selected_on(val_is_test))
         (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -84,25 +85,25 @@ def table_row(table, label):
 def test_group_statistics_are_exact(two_groups):
     result = compare([two_groups / "relu", two_groups / "swish"])
     assert [g.label for g in result.groups] == ["vgg16_bn", "vgg16_bn_swish"]
-    stats = result.groups[0].stats()
-    assert stats["runs"] == 3 and stats["in_progress"] == 0
-    assert stats["best_val_acc_mean"] == pytest.approx(0.92)
-    assert stats["best_val_acc_std"] == pytest.approx(0.02)  # sample std (ddof=1)
-    assert stats["best_epoch_median"] == 4
-    assert stats["final_val_acc_mean"] == pytest.approx(0.91)
-    assert stats["final_val_acc_std"] == pytest.approx(0.02)
-    assert stats["seconds_per_epoch_mean"] == pytest.approx(12.0)
-    assert stats["test_acc_mean"] is None and stats["test_acc_std"] is None
-    assert (stats["val_images"], stats["val_is_test"]) == (10000, True)
+    s = result.groups[0].stats()
+    assert s.runs == 3 and s.in_progress == 0
+    assert s.best_val_acc.mean == pytest.approx(0.92)
+    assert s.best_val_acc.std == pytest.approx(0.02)  # sample std (ddof=1)
+    assert s.best_epoch_median == 4
+    assert s.final_val_acc.mean == pytest.approx(0.91)
+    assert s.final_val_acc.std == pytest.approx(0.02)
+    assert s.seconds_per_epoch_mean == pytest.approx(12.0)
+    assert s.test_acc.mean is None and s.test_acc.std is None and s.test_runs == 0
+    assert (s.val_images, s.val_is_test) == (10000, True)
     # validation is the test split: the best val acc is marked as selected on it
-    assert table_row(result.format_table(), "vgg16_bn") == \
+    assert table_row(report.text(result), "vgg16_bn") == \
         ["3", "10,000", "=", "test", "92.00", "±", "2.00*", "4", "91.00", "±", "2.00", "-", "12.0"]
-    assert table_row(result.format_table(), "vgg16_bn_swish") == \
+    assert table_row(report.text(result), "vgg16_bn_swish") == \
         ["3", "10,000", "=", "test", "96.00", "±", "1.00*", "6", "96.00", "±", "1.00", "-", "20.0"]
 
 
 def test_table_columns_line_up(two_groups):
-    lines = compare([two_groups]).format_table().splitlines()[:3]
+    lines = report.text(compare([two_groups])).splitlines()[:3]
     assert len({len(line) for line in lines}) == 1  # right-aligned numbers end together
     assert lines[0].startswith("group") and lines[0].endswith("s/epoch")
 
@@ -113,13 +114,13 @@ def test_clearly_separated_groups_get_a_significant_verdict(two_groups):
     assert (d.better, d.other) == ("vgg16_bn_swish", "vgg16_bn")
     # validation is the test split: the verdict is on the last epoch (0.91 vs 0.96), not the
     # best one (0.92 vs 0.96)
-    assert d.metric.key == "final_val_acc" and d.diff == pytest.approx(0.05)
+    assert d.metric == FINAL_VAL_ACC and d.diff == pytest.approx(0.05)
     # every resampled difference lies between the worst and best pairing of group means
     assert 0.02 - 1e-9 <= d.ci_low < d.diff < d.ci_high <= 0.08 + 1e-9
-    assert d.verdict() == (f"vgg16_bn_swish is better by 5.00 points of final val acc (95% CI "
-                           f"[{100 * d.ci_low:.2f}, {100 * d.ci_high:.2f}])")
-    table = result.format_table()
-    assert f"vgg16_bn_swish vs vgg16_bn: {d.verdict()}" in table
+    assert report.verdict(d) == (f"vgg16_bn_swish is better by 5.00 points of final val acc "
+                                 f"(95% CI [{100 * d.ci_low:.2f}, {100 * d.ci_high:.2f}])")
+    table = report.text(result)
+    assert f"vgg16_bn_swish vs vgg16_bn: {report.verdict(d)}" in table
     assert "difference in mean final val acc (95% bootstrap CI" in table
     assert d.best_val_diff == pytest.approx(0.04) and d.best_val_on_test
     assert ("    best val acc*: vgg16_bn_swish +4.00 points (selected on the test split: "
@@ -134,7 +135,7 @@ def test_identical_groups_are_not_significantly_different(tmp_path):
     assert [g.label for g in result.groups] == ["vgg16_bn lr=0.1", "vgg16_bn lr=0.05"]
     (d,) = result.differences
     assert d.diff == 0 and d.ci_low < 0 < d.ci_high and not d.significant
-    assert d.verdict() == "no significant difference in final val acc (95% CI spans 0)"
+    assert report.verdict(d) == "no significant difference in final val acc (95% CI spans 0)"
 
 
 def test_options_shared_by_all_groups_stay_out_of_labels(tmp_path):
@@ -146,10 +147,10 @@ def test_options_shared_by_all_groups_stay_out_of_labels(tmp_path):
     assert [g.label for g in result.groups] == ["vgg16_bn lr=0.1 width=1",
                                                 "vgg16_bn lr=0.05 width=0.5"]
     assert [len(g.runs) for g in result.groups] == [2, 1]
-    assert table_row(result.format_table(), "vgg16_bn lr=0.05 width=0.5")[:7] == \
+    assert table_row(report.text(result), "vgg16_bn lr=0.05 width=0.5")[:7] == \
         ["1", "10,000", "=", "test", "60.00", "±", "-*"]  # one run: no std
     assert "no significance test: it needs 2 or more groups with 2 or more runs" in \
-        result.format_table()
+        report.text(result)
     assert result.differences == []
 
 
@@ -201,7 +202,9 @@ def test_old_run_folders_get_the_job_from_the_config(tmp_path):
                                         ("vgg16_bn val-split=0", 2)]
     held, old = result.groups[0].runs[0], result.groups[1].runs[1]
     assert (old.workers, old.global_batch_size, old.val_is_test) == (1, 256, True)
-    assert (held.val_is_test, held.selected_on) == (False, "held-out validation split")
+    assert held.val_is_test is False
+    detail = report.as_json(result)["groups"][0]["runs_detail"][0]
+    assert (detail["path"], detail["selected_on"]) == (held.path, "held-out validation split")
 
 
 def held_out_groups(tmp_path, relu_tests, swish_tests, **options):
@@ -216,12 +219,13 @@ def held_out_groups(tmp_path, relu_tests, swish_tests, **options):
 def test_verdict_uses_test_acc_when_every_run_holds_out_validation(tmp_path):
     held_out_groups(tmp_path, [0.80, 0.82, 0.84], [0.86, 0.87, 0.88])
     result = compare([tmp_path])
-    assert result.metric.key == "test_acc"
+    assert result.metric == TEST_ACC
     (d,) = result.differences
     assert d.diff == pytest.approx(0.05) and not d.best_val_on_test
     assert d.best_val_diff == pytest.approx(0.0)  # the validation curves are the same
-    assert d.verdict().startswith("vgg16_bn_swish is better by 5.00 points of test acc (95% CI")
-    table = result.format_table()
+    assert report.verdict(d).startswith(
+        "vgg16_bn_swish is better by 5.00 points of test acc (95% CI")
+    table = report.text(result)
     assert table_row(table, "vgg16_bn") == [
         "3", "5,000", "/", "10,000", "81.00", "±", "1.00", "2", "75.00", "±", "0.00",
         "82.00", "±", "2.00", "10.0"]
@@ -230,10 +234,11 @@ def test_verdict_uses_test_acc_when_every_run_holds_out_validation(tmp_path):
     assert "difference in mean test acc (95% bootstrap CI" in table
     assert ("    best val acc: vgg16_bn_swish +0.00 points (selected on the held-out validation "
             "split)") in table.splitlines()
-    stats_ = result.groups[0].stats()
-    assert stats_["selected_on"] == "held-out validation split"
-    assert stats_["best_val_acc_note"] is None
-    assert (stats_["val_images"], stats_["test_images"]) == (5000, 10000)
+    s = result.groups[0].stats()
+    assert (s.val_images, s.test_images, s.test_runs) == (5000, 10000, 3)
+    group = report.as_json(result)["groups"][0]
+    assert group["selected_on"] == "held-out validation split"
+    assert group["best_val_acc_note"] is None
 
 
 def test_verdict_falls_back_to_the_final_epoch_unless_every_run_has_a_test_acc(tmp_path):
@@ -241,11 +246,12 @@ def test_verdict_falls_back_to_the_final_epoch_unless_every_run_has_a_test_acc(t
     make_run(tmp_path / "relu" / "3", [0.7, 0.8], seed=3, val_split=5000, finished=False,
              epochs=3)  # in progress: no test acc yet
     result = compare([tmp_path])
-    assert result.metric.key == "final_val_acc"
+    assert result.metric == FINAL_VAL_ACC
     (d,) = result.differences
-    assert d.metric.name == "final val acc" and "final val acc" in d.verdict()
+    assert report.metric_name(d.metric) == "final val acc" and "final val acc" in \
+        report.verdict(d)
     assert (d.better, d.diff) == ("vgg16_bn", pytest.approx(0.0125))  # 0.8 is its last epoch
-    table = result.format_table()
+    table = report.text(result)
     assert "verdict figure: final val acc, the validation accuracy of the last epoch" in table
     assert "would need --val-split N and a test split on every run" in " ".join(table.split())
 
@@ -256,11 +262,11 @@ def test_groups_validated_on_different_splits_are_said_to_be(tmp_path):
         make_run(tmp_path / "onset" / str(seed), [0.7, 0.9, 0.9], seed=seed,
                  model="vgg16_bn_swish")
     result = compare([tmp_path])
-    assert result.metric.key == "final_val_acc"
-    marked = {g.label: table_row(result.format_table(), g.label)[6] for g in result.groups}
+    assert result.metric == FINAL_VAL_ACC
+    marked = {g.label: table_row(report.text(result), g.label)[6] for g in result.groups}
     assert marked == {"vgg16_bn val-split=5000": "0.71", "vgg16_bn_swish val-split=5000": "0.71",
                       "vgg16_bn_swish val-split=0": "0.00*"}
-    assert "the groups validate on different splits" in result.format_table()
+    assert "the groups validate on different splits" in report.text(result)
     pairs = {(d.better, d.other): d.best_val_on_test for d in result.differences}
     assert pairs == {("vgg16_bn_swish val-split=5000", "vgg16_bn val-split=5000"): False,
                      ("vgg16_bn_swish val-split=0", "vgg16_bn val-split=5000"): True,
@@ -281,7 +287,7 @@ def test_power_says_what_the_seeds_can_detect(two_groups):
         stats.detectable_difference(pooled, 10, 10)
     assert ("    power: with 3 and 3 seeds (pooled seed-to-seed std 1.58 points) the smallest "
             "difference detectable at 95% confidence and 80% power is 4.8 points; 2 points "
-            "would need 11 seeds per arm") in result.format_table().splitlines()
+            "would need 11 seeds per arm") in report.text(result).splitlines()
 
 
 def test_power_with_no_spread_and_beyond_the_cap(tmp_path):
@@ -292,13 +298,13 @@ def test_power_with_no_spread_and_beyond_the_cap(tmp_path):
     (d,) = compare([tmp_path]).differences
     assert (d.power.pooled_std, d.power.detectable_difference, d.power.seeds_per_arm) == \
         (0.0, 0.0, 2)
-    assert "no spread seen" in d.power.line()
+    assert "no spread seen" in report.power_line(d.power)
     (tmp_path / "a" / "1" / "metrics.csv").unlink()
     (tmp_path / "a" / "1" / "summary.json").write_text((tmp_path / "a" / "1" / "summary.json")
                                                        .read_text().replace("0.6,", "0.2,"))
     (d,) = compare([tmp_path], detect=1e-6).differences
     assert d.power.seeds_per_arm is None
-    assert d.power.line().endswith("would need more than 10,000 seeds per arm")
+    assert report.power_line(d.power).endswith("would need more than 10,000 seeds per arm")
 
 
 def test_in_progress_runs_use_their_epochs_so_far_and_are_marked(tmp_path):
@@ -307,9 +313,9 @@ def test_in_progress_runs_use_their_epochs_so_far_and_are_marked(tmp_path):
     result = compare([tmp_path])
     (group,) = result.groups
     assert [r.in_progress for r in group.runs] == [False, True]
-    assert group.stats()["best_val_acc_mean"] == pytest.approx(0.85)
-    assert group.stats()["final_val_acc_mean"] == pytest.approx(0.825)
-    table = result.format_table()
+    assert group.stats().best_val_acc.mean == pytest.approx(0.85)
+    assert group.stats().final_val_acc.mean == pytest.approx(0.825)
+    table = report.text(result)
     assert table_row(table, "vgg16_bn")[:4] == ["2", "(1", "in", "progress)"]
     assert f"{tmp_path / 's1'}: in progress: 2 of 4 epochs done" in table
 
@@ -330,17 +336,29 @@ def test_runs_with_missing_or_corrupt_files_get_a_note_not_a_crash(tmp_path):
     result = compare([tmp_path])
     assert [r.path for r in result.groups[0].runs] == [str(tmp_path / "good"),
                                                        str(tmp_path / "no-csv")]
-    assert result.groups[0].stats()["best_val_acc_mean"] == pytest.approx(0.65)
-    skipped = dict(result.skipped)
+    assert result.groups[0].stats().best_val_acc.mean == pytest.approx(0.65)
+    skipped = {s.path: s.reason for s in result.skipped}
     assert skipped[str(tmp_path / "started")] == \
         "metrics.csv is missing and the run has no summary.json: no completed epoch; skipped"
     assert skipped[str(tmp_path / "garbled")].startswith("metrics.csv is corrupt")
     assert skipped[str(tmp_path / "old-csv")].startswith(
         "metrics.csv lacks some of the columns epoch, train_loss, val_acc, epoch_seconds")
     assert "not a swishtrain config" in skipped[str(tmp_path / "badconfig")]
-    table = result.format_table()
+    table = report.text(result)
     assert f"{tmp_path / 'no-csv'}: metrics.csv is missing: numbers from summary.json" in table
     assert f"{tmp_path / 'started'}: metrics.csv is missing" in table
+
+
+def test_load_run_returns_a_run_or_raises_unreadable(tmp_path):
+    run = load_run(make_run(tmp_path / "good", [0.5, 0.6], seed=4))
+    assert (run.path, run.config["seed"], run.epochs_done, run.best_val_acc) == \
+        (str(tmp_path / "good"), 4, 2, 0.6)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text("[]")
+    with pytest.raises(Unreadable) as caught:
+        load_run(tmp_path / "empty")
+    assert caught.value.path == str(tmp_path / "empty")
+    assert caught.value.reason == "config.json is unreadable or not a swishtrain config; skipped"
 
 
 def test_a_folder_holding_seed_folders_is_not_a_run_itself(tmp_path):
@@ -383,8 +401,8 @@ def test_curves_average_the_runs_that_reached_each_epoch(tmp_path):
 def test_compare_prints_the_table(run_cli, two_groups):
     result = run_cli("compare", two_groups / "relu", two_groups / "swish")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == compare([two_groups / "relu",
-                                             two_groups / "swish"]).format_table()
+    assert result.stdout.strip() == report.text(compare([two_groups / "relu",
+                                                         two_groups / "swish"]))
 
 
 def test_compare_json(run_cli, two_groups):

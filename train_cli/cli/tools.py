@@ -126,15 +126,16 @@ def compare(run_dirs, as_json, plot_file, detect):
     """
     import json
 
+    from train_cli.analysis import report
     from train_cli.analysis.compare import compare as compare_runs
     result = compare_runs(run_dirs, detect=detect / 100)  # points -> fraction, as accuracies
     if plot_file:
         from train_cli.analysis.plot import plot_comparison
         plot_comparison(result, plot_file)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(report.as_json(result), indent=2))
     else:
-        click.echo(result.format_table())
+        click.echo(report.text(result))
     if plot_file:
         click.echo(f"curves written to {plot_file}", err=as_json)
 
