@@ -525,6 +525,14 @@ def test_compare_detect_must_be_positive(run_cli, two_groups, value):
         result.stderr
 
 
+def test_compare_help_quotes_the_confidence_and_power_used(run_cli):
+    confidence, power = report.percent(stats.CONFIDENCE), report.percent(stats.POWER)
+    out = " ".join(run_cli("compare", "--help").stdout.split())
+    assert f"every pair gets a {confidence} bootstrap interval of the difference" in out
+    assert f"at {confidence} confidence and {power} power" in out and "{" not in out
+    assert f"with {confidence} CIs and power" in " ".join(run_cli("--help").stdout.split())
+
+
 def test_compare_needs_a_run_dir(run_cli):
     result = run_cli("compare")
     assert result.exit_code == 2 and "Missing argument 'RUN_DIR...'" in result.stderr
