@@ -1,5 +1,7 @@
 """analysis/stats.py: Student-t quantiles, power of a two-sample comparison, the bootstrap."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,3 +68,11 @@ def test_bootstrap_is_seeded_and_resamples():
     diff, low, high = stats.bootstrap_diff(a, b)
     assert diff == pytest.approx(np.mean(b) - np.mean(a)) and low < diff < high
     assert stats.bootstrap_diff([0.9, 0.9], [0.95, 0.95]) == pytest.approx((0.05, 0.05, 0.05))
+
+
+def test_the_settings_load_without_numpy():
+    # the CLI's --help quotes CONFIDENCE and POWER: reading them must not cost numpy's import
+    code = ("import sys; from train_cli.analysis.stats import CONFIDENCE, POWER; "
+            "import train_cli.cli; assert 'numpy' not in sys.modules, 'numpy was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,150 +1,72 @@
 """Compare finished (or running) runs: group them by experiment, summarise each group over its
-seeds, and say whether the difference between groups is larger than seed-to-seed noise.
+seeds, and measure whether the difference between groups is larger than seed-to-seed noise.
 
-Pure: reads run folders, returns data and strings; no mxnet, no printing.
+Pure: returns data (report.py puts it into words and JSON); no mxnet, no printing.
 
-A run folder is a folder with config.json (read through runfolder.py). Runs form one group when
-they are the same experiment: equal configs once the options that do not change what is trained
-are removed (seed, which sample is drawn; run_dir and data_dir, where files live; gpus, which
-devices; eval_batch_size and hybridize, how fast the same numbers are computed; kvstore, where
-the same gradients are summed), and equal in what the job around the config decides: the number
-of GPUs and of workers, the global batch, and whether updates are synchronous (experiment()).
+Runs form one group when they are the same experiment: equal configs once the options that do
+not change what is trained are removed (seed, which sample is drawn; run_dir and data_dir, where
+files live; gpus, which devices; eval_batch_size and hybridize, how fast the same numbers are
+computed; kvstore, where the same gradients are summed), and equal in what the job around the
+config decides: the number of GPUs and of workers, the global batch, and whether updates are
+synchronous (experiment()).
 
-The verdict uses one figure for the whole comparison (VERDICT_METRICS), never the best
+The verdict uses one figure for the whole comparison (verdict_metric), never the best
 validation accuracy: with --val-split 0 that epoch is chosen on the test split itself.
 """
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from train_cli.analysis import stats as st
-from train_cli.analysis.stats import CONFIDENCE, MAX_SEEDS, POWER, RESAMPLES, bootstrap_diff
-from train_cli.analysis.table import SELECTED_ON_TEST
-from train_cli.analysis.table import format_table as _format_table
-from train_cli.config import from_dict, to_dict
+from train_cli.analysis.runs import Unreadable, find_run_dirs, load_run
 from train_cli.errors import UserError
-from train_cli.runfolder import BEST_PARAMS, CONFIG, METRICS, SUMMARY, RunFolder, best_row
+from train_cli.runfolder import BEST_PARAMS
+from train_cli.runspec.rules import update_kind
 
 IGNORED = ("seed", "run_dir", "data_dir", "eval_batch_size", "hybridize", "gpus", "kvstore")
 # what a group's label calls the keys the job adds to the config (group_key)
 DERIVED_NAMES = {"num_gpus": "num-gpus", "workers": "workers", "global_batch_size": "global-batch",
                  "updates": "updates"}
-NEEDED_COLUMNS = ("epoch", "train_loss", "val_acc", "epoch_seconds")
 DETECT = 0.005  # the difference (as a fraction: 0.5 points) whose seeds compare reports
-TEST_SPLIT, HELD_OUT = "test split", "held-out validation split"  # summary.json's selected_on
+# The figures a verdict may be drawn from (Run attributes): test acc at the best validation
+# epoch, unbiased when that epoch was selected on a held-out split; else the last epoch's val acc.
+TEST_ACC, FINAL_VAL_ACC = "test_acc", "final_val_acc"
 
 
 @dataclass(frozen=True)
-class Metric:
-    """The figure a verdict is drawn from: a Run attribute, its short name and what it is."""
-    key: str
-    name: str
-    description: str
+class Spread:
+    """Mean and sample std of one figure over a group's runs (None: no runs / one run)."""
+    mean: float | None
+    std: float | None
+
+    @classmethod
+    def of(cls, values):
+        """The Spread of an array of values."""
+        return cls(float(values.mean()) if len(values) else None,
+                   float(values.std(ddof=1)) if len(values) > 1 else None)
 
 
-VERDICT_METRICS = {
-    "test_acc": Metric("test_acc", "test acc",
-                       "test accuracy at the best validation epoch: the epoch is selected on the "
-                       "held-out validation split and measured on the test split"),
-    "final_val_acc": Metric("final_val_acc", "final val acc",
-                            "validation accuracy of the last epoch: a fixed epoch, not selected, "
-                            "so unbiased; measured on the validation split (the test split where "
-                            "validation = test)"),
-}
+@dataclass(frozen=True)
+class GroupStats:
+    """Summary numbers of a group (accuracies as fractions).
 
-
-@dataclass
-class Run:
-    """One run folder's results; `note` says what is missing or unusual about it.
-
-    `job` is config.json apart from "config": workers, global_batch_size, data (may be absent
-    in folders written before they were recorded).
+    val_images / test_images: the count the runs share, a sorted list if they differ, None if
+    unknown. test_runs: runs that have a test accuracy.
     """
-    path: str
-    config: dict
-    metrics: list
-    summary: dict | None
-    note: str = ""
-    job: dict = field(default_factory=dict)
-
-    @property
-    def in_progress(self):
-        return self.summary is None
-
-    @property
-    def best_val_acc(self):
-        return self.summary["best_val_acc"] if self.summary else self._best_row()["val_acc"]
-
-    @property
-    def best_epoch(self):
-        return self.summary["best_epoch"] if self.summary else self._best_row()["epoch"]
-
-    @property
-    def final_val_acc(self):
-        return self.summary["final_val_acc"] if self.summary else self.metrics[-1]["val_acc"]
-
-    @property
-    def test_acc(self):
-        return (self.summary or {}).get("test_acc")
-
-    @property
-    def seconds_per_epoch(self):
-        if self.metrics:
-            return float(np.mean([r["epoch_seconds"] for r in self.metrics]))
-        return self.summary["total_seconds"] / self.summary["epochs"]
-
-    @property
-    def num_gpus(self):
-        """How many GPUs trained the run (0: CPU)."""
-        return len(self.config.get("gpus") or [])
-
-    @property
-    def workers(self):
-        """Worker processes of the job (1 unless launched with -n N)."""
-        return self.job.get("workers") or (self.summary or {}).get("workers") or 1
-
-    @property
-    def global_batch_size(self):
-        """Images per optimiser step of the whole job."""
-        # older folders lack it: batch_size is per GPU (split over --cpu-devices), per worker
-        return self.job.get("global_batch_size") or (
-            self.config.get("batch_size", 0) * max(1, self.num_gpus) * self.workers)
-
-    @property
-    def val_is_test(self):
-        """Whether the run validated on the test split (--val-split 0)."""
-        for source in (self.summary or {}, self.job.get("data") or {}):
-            if isinstance(source.get("val_is_test"), bool):
-                return source["val_is_test"]
-        return self.config.get("val_split", 0) == 0  # the rule training applies
-
-    @property
-    def selected_on(self):
-        """The split the best epoch was selected on."""
-        return TEST_SPLIT if self.val_is_test else HELD_OUT
-
-    @property
-    def val_images(self):
-        """Images of the validation split (None if the folder does not say)."""
-        return self._images("val_images")
-
-    @property
-    def test_images(self):
-        """Images of the test split (None if there is none or the folder does not say)."""
-        if self.val_is_test:
-            return self.val_images  # one split: the final val acc is measured on the test split
-        return self._images("test_images")
-
-    def _images(self, key):
-        # summary.json counts the images evaluated; config.json the split's size
-        return (self.summary or {}).get(key) or (self.job.get("data") or {}).get(key)
-
-    def _best_row(self):
-        return best_row(self.metrics)  # the rule training uses to pick the best epoch
+    runs: int
+    in_progress: int
+    val_is_test: bool
+    val_images: int | list | None
+    test_images: int | list | None
+    best_val_acc: Spread
+    best_epoch_median: float
+    final_val_acc: Spread
+    test_acc: Spread
+    test_runs: int
+    seconds_per_epoch_mean: float
 
 
 @dataclass
@@ -168,26 +90,18 @@ class Group:
         return self.accs("best_val_acc")
 
     def stats(self):
-        """Summary numbers of the group (accuracies as fractions, std None for one run)."""
+        """The group's GroupStats."""
         tests = np.array([r.test_acc for r in self.runs if r.test_acc is not None], dtype=float)
-        out = dict(runs=len(self.runs), in_progress=sum(r.in_progress for r in self.runs),
-                   selected_on=TEST_SPLIT if self.val_is_test else HELD_OUT,
-                   val_is_test=self.val_is_test,
-                   val_images=_one({r.val_images for r in self.runs}),
-                   test_images=_one({r.test_images for r in self.runs}))
-        out.update(_mean_std("best_val_acc", self.best_accs()))
-        out["best_val_acc_note"] = SELECTED_ON_TEST if self.val_is_test else None
-        out["best_epoch_median"] = float(np.median([r.best_epoch for r in self.runs]))
-        out.update(_mean_std("final_val_acc", self.accs("final_val_acc")))
-        out.update(_mean_std("test_acc", tests))
-        out["test_runs"] = len(tests)
-        out["seconds_per_epoch_mean"] = float(np.mean([r.seconds_per_epoch for r in self.runs]))
-        return out
-
-
-def _mean_std(name, values):
-    return {f"{name}_mean": float(values.mean()) if len(values) else None,
-            f"{name}_std": float(values.std(ddof=1)) if len(values) > 1 else None}
+        return GroupStats(
+            runs=len(self.runs), in_progress=sum(r.in_progress for r in self.runs),
+            val_is_test=self.val_is_test,
+            val_images=_one({r.val_images for r in self.runs}),
+            test_images=_one({r.test_images for r in self.runs}),
+            best_val_acc=Spread.of(self.best_accs()),
+            best_epoch_median=float(np.median([r.best_epoch for r in self.runs])),
+            final_val_acc=Spread.of(self.accs("final_val_acc")), test_acc=Spread.of(tests),
+            test_runs=len(tests),
+            seconds_per_epoch_mean=float(np.mean([r.seconds_per_epoch for r in self.runs])))
 
 
 def _one(values):
@@ -196,36 +110,18 @@ def _one(values):
     return None if not known else known[0] if len(known) == 1 else known
 
 
-@dataclass
+@dataclass(frozen=True)
 class Power:
     """What the observed seed-to-seed spread lets a comparison detect (fractions, like accs)."""
     n1: int
     n2: int
     pooled_std: float
-    detectable_difference: float  # at CONFIDENCE and POWER with n1 and n2 runs
+    detectable_difference: float  # at stats.CONFIDENCE and stats.POWER with n1 and n2 runs
     detect: float
-    seeds_per_arm: int | None  # None: more than MAX_SEEDS
-
-    def line(self):
-        """The plain-words statement, in accuracy points."""
-        need = (f"{self.seeds_per_arm:,} seeds per arm" if self.seeds_per_arm is not None
-                else f"more than {MAX_SEEDS:,} seeds per arm")
-        flat = (" (no spread seen: with so few seeds that is luck, not precision)"
-                if self.pooled_std == 0 else "")
-        return (f"with {self.n1} and {self.n2} seeds (pooled seed-to-seed std "
-                f"{100 * self.pooled_std:.2f} points{flat}) the smallest difference detectable "
-                f"at {CONFIDENCE:.0%} confidence and {POWER:.0%} power is "
-                f"{100 * self.detectable_difference:.1f} points; {100 * self.detect:g} points "
-                f"would need {need}")
-
-    def to_json(self):
-        """A JSON-ready dict."""
-        return dict(pooled_std=self.pooled_std, detectable_difference=self.detectable_difference,
-                    detect=self.detect, seeds_per_arm=self.seeds_per_arm, max_seeds=MAX_SEEDS,
-                    confidence=CONFIDENCE, power=POWER)
+    seeds_per_arm: int | None  # None: more than stats.MAX_SEEDS
 
 
-@dataclass
+@dataclass(frozen=True)
 class Difference:
     """Mean `metric` of `better` minus that of `other`, with a bootstrap interval.
 
@@ -237,103 +133,35 @@ class Difference:
     diff: float
     ci_low: float
     ci_high: float
-    metric: Metric = VERDICT_METRICS["final_val_acc"]
-    best_val_diff: float | None = None
-    best_val_on_test: bool = False
-    power: Power | None = None
+    metric: str  # TEST_ACC or FINAL_VAL_ACC
+    best_val_diff: float
+    best_val_on_test: bool
+    power: Power
 
     @property
     def significant(self):
+        """Whether the interval excludes 0."""
         return not self.ci_low <= 0 <= self.ci_high
 
-    def verdict(self):
-        """The plain-words conclusion, in accuracy points (percentage points)."""
-        if not self.significant:
-            return f"no significant difference in {self.metric.name} (95% CI spans 0)"
-        return (f"{self.better} is better by {100 * self.diff:.2f} points of {self.metric.name} "
-                f"(95% CI [{100 * self.ci_low:.2f}, {100 * self.ci_high:.2f}])")
+
+@dataclass(frozen=True)
+class Skipped:
+    """A run folder left out of the comparison, and why."""
+    path: str
+    reason: str
+
+
+@dataclass
+class Comparison:
+    """Groups of runs, their pairwise differences on `metric`, and folders that were skipped."""
+    groups: list
+    differences: list
+    skipped: list  # of Skipped
+    metric: str  # TEST_ACC or FINAL_VAL_ACC
 
 
 # -----------------------------------------------------------------------------
-# Finding and reading run folders
-def find_run_dirs(paths):
-    """Run folders at or under each path, in the order given (each folder once)."""
-    found = []
-    for given in paths:
-        root = Path(given)
-        if not root.exists():
-            raise UserError(f"{root} does not exist; pass run folders or folders that hold them")
-        if root.is_file():
-            if root.name != CONFIG:
-                raise UserError(f"{root} is a file; pass the run folder that holds it")
-            root = root.parent
-        under = sorted(Path(d) for d, _, files in os.walk(root) if CONFIG in files)
-        if not under:
-            raise UserError(f"no run folders (folders with {CONFIG}) found under {root}; "
-                            "pass the --run-dir of a run, or a folder that holds runs")
-        found += [d for d in under if d.resolve() not in {f.resolve() for f in found}]
-    # A folder with config.json but no results that holds runs is a container (e.g. the parent
-    # of seed-<N>/ folders), not a run of its own.
-    return [d for d in found
-            if _has_results(d) or not any(o != d and d in o.parents for o in found)]
-
-
-def _has_results(folder):
-    return (folder / METRICS).exists() or (folder / SUMMARY).exists()
-
-
-def load_run(folder):
-    """A Run, or (folder, reason) when the folder holds nothing to compare."""
-    run = RunFolder(folder)
-    config = _read_json(run, CONFIG)
-    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
-        return str(folder), f"{CONFIG} is unreadable or not a swishtrain config; skipped"
-    try:  # options added since the run was made take their defaults, as the run had them
-        config["config"] = to_dict(from_dict(config["config"]))
-    except (UserError, TypeError) as e:
-        return str(folder), f"{CONFIG} holds an invalid option ({e}); skipped"
-    summary = _read_json(run, SUMMARY) if run.has(SUMMARY) else None
-    notes = []
-    if run.has(SUMMARY) and not _valid_summary(summary):
-        summary = None
-        notes.append(f"{SUMMARY} is corrupt, so it is treated as in progress")
-    try:
-        metrics = run.metrics()
-    except FileNotFoundError:
-        metrics, problem = [], f"{METRICS} is missing"
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError) as e:
-        metrics, problem = [], f"{METRICS} is corrupt ({e})"
-    else:
-        problem = "" if metrics else f"{METRICS} has no epochs yet"
-    if metrics and not all(k in metrics[0] for k in NEEDED_COLUMNS):
-        metrics, problem = [], f"{METRICS} lacks some of the columns {', '.join(NEEDED_COLUMNS)}"
-    if problem and summary is None:
-        return str(folder), f"{problem} and the run has no {SUMMARY}: no completed epoch; skipped"
-    if problem:
-        notes.append(f"{problem}: numbers from {SUMMARY}, no curves")
-    if summary is None:
-        target = config["config"].get("epochs", "?")
-        notes.append(f"in progress: {len(metrics)} of {target} epochs done")
-    job = {k: v for k, v in config.items() if k != "config"}
-    return Run(str(folder), config["config"], metrics, summary, "; ".join(notes), job)
-
-
-def _read_json(run, name):
-    """A JSON file of the run, or None when it is unreadable (compare skips, never stops)."""
-    try:
-        return run.read_json(name)
-    except UserError:
-        return None
-
-
-def _valid_summary(summary):
-    need = ("best_val_acc", "best_epoch", "final_val_acc", "epochs", "total_seconds")
-    return isinstance(summary, dict) and all(isinstance(summary.get(k), (int, float))
-                                             for k in need)
-
-
-# -----------------------------------------------------------------------------
-# Grouping and statistics
+# Grouping
 def experiment(run):
     """What defines the experiment a run belongs to: its config minus IGNORED, plus the job.
 
@@ -343,7 +171,7 @@ def experiment(run):
     key = {k: v for k, v in run.config.items() if k not in IGNORED}
     key.update(num_gpus=run.num_gpus, workers=run.workers,
                global_batch_size=run.global_batch_size,
-               updates="async" if run.config.get("kvstore") == "dist_async" else "sync")
+               updates=update_kind(run.config.get("kvstore")))
     return key
 
 
@@ -389,32 +217,33 @@ def _show(value):
     return "-" if value is None else str(value)
 
 
+# -----------------------------------------------------------------------------
+# Statistics
 def verdict_metric(groups):
-    """The figure the verdict uses: test acc at the best validation epoch when every run has one
-    (held-out validation and a test split), otherwise the final epoch's accuracy.
+    """The figure the verdict uses: TEST_ACC when every run has one (held-out validation and a
+    test split), otherwise FINAL_VAL_ACC.
     """
     runs = [r for g in groups for r in g.runs]
     if runs and all(r.test_acc is not None and not r.val_is_test for r in runs):
-        return VERDICT_METRICS["test_acc"]
-    return VERDICT_METRICS["final_val_acc"]
+        return TEST_ACC
+    return FINAL_VAL_ACC
 
 
-def differences(groups, metric=None, detect=DETECT):
+def differences(groups, metric, detect=DETECT):
     """Every pair of groups with at least 2 runs each (needs 2 such groups), better one first.
 
-    Compared on `metric` (default: verdict_metric(groups)); each pair also gets its power:
-    what its seeds can detect, and how many seeds `detect` (a fraction) would need.
+    Compared on `metric` (a Run attribute); each pair also gets its power: what its seeds can
+    detect, and how many seeds `detect` (a fraction) would need.
     """
-    metric = metric or verdict_metric(groups)
     eligible = [g for g in groups if len(g.runs) >= 2]
     out = []
     for i, a in enumerate(eligible):
         for b in eligible[i + 1:]:
-            diff, low, high = bootstrap_diff(a.accs(metric.key), b.accs(metric.key))
+            diff, low, high = st.bootstrap_diff(a.accs(metric), b.accs(metric))
             worse, better = (a, b) if diff >= 0 else (b, a)
             if diff < 0:
                 diff, low, high = -diff, -high, -low
-            xw, xb = worse.accs(metric.key), better.accs(metric.key)
+            xw, xb = worse.accs(metric), better.accs(metric)
             std = st.pooled_std(xw, xb)
             power = Power(len(xb), len(xw), std, st.detectable_difference(std, len(xb), len(xw)),
                           detect, st.seeds_per_arm(detect, std))
@@ -424,65 +253,27 @@ def differences(groups, metric=None, detect=DETECT):
     return out
 
 
-@dataclass
-class Comparison:
-    """Groups of runs, their pairwise differences, and run folders that were skipped."""
-    groups: list
-    differences: list
-    skipped: list  # (folder, reason)
-    metric: Metric = VERDICT_METRICS["final_val_acc"]
-
-    def format_table(self):
-        """Aligned text: one row per group, then the differences, then per-run notes."""
-        return _format_table(self, RESAMPLES)
-
-    def to_json(self):
-        """A JSON-ready dict (accuracies and differences as fractions, as in summary.json)."""
-        return dict(
-            verdict_metric=dict(key=self.metric.key, name=self.metric.name,
-                                description=self.metric.description),
-            groups=[dict(label=g.label, config=g.config, **g.stats(),
-                         runs_detail=[_run_json(r) for r in g.runs]) for g in self.groups],
-            differences=[dict(better=d.better, other=d.other, metric=d.metric.key, diff=d.diff,
-                              ci_low=d.ci_low, ci_high=d.ci_high, confidence=CONFIDENCE,
-                              resamples=RESAMPLES, significant=d.significant,
-                              verdict=d.verdict(), best_val_acc_diff=d.best_val_diff,
-                              best_val_acc_selected_on_test=d.best_val_on_test,
-                              power=d.power.to_json() if d.power else None)
-                         for d in self.differences],
-            skipped=[dict(path=p, reason=why) for p, why in self.skipped])
-
-
-def _run_json(run):
-    return dict(path=run.path, seed=run.config.get("seed"), in_progress=run.in_progress,
-                epochs_done=len(run.metrics) if run.in_progress else run.summary["epochs"],
-                best_val_acc=run.best_val_acc, best_epoch=run.best_epoch,
-                selected_on=run.selected_on, val_images=run.val_images,
-                final_val_acc=run.final_val_acc, test_acc=run.test_acc,
-                test_images=run.test_images, seconds_per_epoch=run.seconds_per_epoch,
-                note=run.note)
-
-
 def compare(paths, detect=DETECT):
     """Find, load, group and compare the runs at or under `paths` (detect: a fraction)."""
     runs, skipped, seen = [], [], {}
     for folder in find_run_dirs(paths):
-        loaded = load_run(folder)
-        if not isinstance(loaded, Run):
-            skipped.append(loaded)
+        try:
+            run = load_run(folder)
+        except Unreadable as e:
+            skipped.append(Skipped(e.path, e.reason))
             continue
-        key = identity(loaded)
+        key = identity(run)
         if key in seen:  # a copied folder is not another seed
-            skipped.append((loaded.path, f"the same run as {seen[key]} (options, seed and "
-                                         "weights): counted once"))
+            skipped.append(Skipped(run.path, f"the same run as {seen[key]} (options, seed and "
+                                             "weights): counted once"))
         else:
-            seen[key] = loaded.path
-            runs.append(loaded)
+            seen[key] = run.path
+            runs.append(run)
     if not runs:
-        folder, reason = skipped[0]
+        first = skipped[0]
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-        raise UserError(f"no run under {', '.join(map(str, paths))} has results yet: {folder}: "
-                        f"{reason}{more}; wait for an epoch to finish")
+        raise UserError(f"no run under {', '.join(map(str, paths))} has results yet: "
+                        f"{first.path}: {first.reason}{more}; wait for an epoch to finish")
     groups = group_runs(runs)
     metric = verdict_metric(groups)
     return Comparison(groups, differences(groups, metric, detect), skipped, metric)

@@ -1,11 +1,11 @@
 """The statistics of `compare`: a bootstrap interval of a difference of means, Student-t
 quantiles, and the power of a two-sample comparison (what a difference needs in seeds).
 
-Pure and small: math and numpy only (no scipy, which the package does not depend on).
+Pure and small: math and numpy only (no scipy, which the package does not depend on). numpy is
+imported by the two functions that use it, so that the CLI's --help, which quotes CONFIDENCE
+and POWER, stays instant.
 """
 import math
-
-import numpy as np
 
 RESAMPLES = 10_000
 CONFIDENCE = 0.95  # two-sided
@@ -15,6 +15,7 @@ MAX_SEEDS = 10_000  # seeds_per_arm stops looking here and answers "more than"
 
 def bootstrap_diff(a, b, resamples=RESAMPLES, seed=0, confidence=CONFIDENCE):
     """Percentile interval of mean(b) - mean(a), resampling the runs of each group on its own."""
+    import numpy as np
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
     means_a = a[rng.integers(0, len(a), size=(resamples, len(a)))].mean(axis=1)
@@ -91,6 +92,7 @@ def t_quantile(p, df):
 # Power of a two-sample, two-sided t test
 def pooled_std(a, b):
     """Pooled sample standard deviation of two groups (each needs 2 or more values)."""
+    import numpy as np
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("a pooled std needs 2 or more values in each group")
@@ -106,7 +108,8 @@ def _t_factor(df, confidence=CONFIDENCE, power=POWER):
 def detectable_difference(std, n1, n2, confidence=CONFIDENCE, power=POWER):
     """Smallest true difference of means that n1 and n2 runs detect (two-sided test, given power).
 
-    (t_{0.975,df} + t_{0.80,df}) * std * sqrt(1/n1 + 1/n2), df = n1 + n2 - 2; same units as std.
+    (t_{1-(1-confidence)/2,df} + t_{power,df}) * std * sqrt(1/n1 + 1/n2), df = n1 + n2 - 2;
+    same units as std.
     """
     if n1 < 2 or n2 < 2:
         raise ValueError("power needs 2 or more runs in each group")

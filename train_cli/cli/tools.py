@@ -1,6 +1,7 @@
 """The commands around training: launch (distributed), compare, evaluate, bench."""
 import click
 
+from train_cli.analysis.stats import CONFIDENCE, POWER  # no numpy at import: --help stays instant
 from train_cli.cli.options import INT_LIST, config_options
 from train_cli.cluster.jobspec import STALL_SECONDS  # no mxnet: --help stays instant
 
@@ -85,13 +86,15 @@ def _train_params(train_args):
 
 
 def _positive_points(ctx, param, value):
+    """--detect's check: a positive, finite number of accuracy points."""
     if not 0 < value < float("inf"):  # nan and inf too: no number of seeds answers them
         raise click.BadParameter(f"must be a positive number of accuracy points (got {value:g}), "
                                  "e.g. 0.5")
     return value
 
 
-@click.command(short_help="Compare runs grouped by experiment, with 95% CIs and power.")
+@click.command(short_help=f"Compare runs grouped by experiment, with {CONFIDENCE:.0%} CIs and "
+                          "power.")
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True,
               help="Print the comparison as JSON (accuracies and differences as fractions) "
@@ -102,8 +105,9 @@ def _positive_points(ctx, param, value):
 @click.option("--detect", metavar="POINTS", type=float, default=0.5, show_default=True,
               callback=_positive_points,
               help="A difference in accuracy points (0.5 = 0.5 percentage points): every pair "
-                   "of groups says how many seeds per arm would detect it at 95% confidence "
-                   "and 80% power, given the seed-to-seed spread seen so far.")
+                   f"of groups says how many seeds per arm would detect it at {CONFIDENCE:.0%} "
+                   f"confidence and {POWER:.0%} power, given the seed-to-seed spread seen so "
+                   "far.")
 def compare(run_dirs, as_json, plot_file, detect):
     """Compare runs: group them by experiment and test the differences.
 
@@ -117,9 +121,9 @@ def compare(run_dirs, as_json, plot_file, detect):
     validation epoch when every run holds out a validation split (--val-split) and has a test
     split, otherwise the last epoch's validation accuracy. The best validation accuracy is shown
     beside it, marked when it was selected on the test split (--val-split 0). With 2+ groups of
-    2+ runs each, every pair gets a 95% bootstrap interval of the difference, the smallest
-    difference its seeds can detect, and the seeds per arm that --detect points would need.
-    Unfinished runs are included with their epochs so far and marked.
+    2+ runs each, every pair gets a {confidence} bootstrap interval of the difference, the
+    smallest difference its seeds can detect, and the seeds per arm that --detect points would
+    need. Unfinished runs are included with their epochs so far and marked.
 
     \b
     Example:
@@ -127,17 +131,22 @@ def compare(run_dirs, as_json, plot_file, detect):
     """
     import json
 
+    from train_cli.analysis import report
     from train_cli.analysis.compare import compare as compare_runs
     result = compare_runs(run_dirs, detect=detect / 100)  # points -> fraction, as accuracies
     if plot_file:
         from train_cli.analysis.plot import plot_comparison
         plot_comparison(result, plot_file)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(report.as_json(result), indent=2))
     else:
-        click.echo(result.format_table())
+        click.echo(report.text(result))
     if plot_file:
         click.echo(f"curves written to {plot_file}", err=as_json)
+
+
+# the docstring is click's help text: it quotes stats' confidence rather than a copy of it
+compare.help = compare.help.format(confidence=f"{CONFIDENCE:.0%}")
 
 
 @click.command(short_help="Accuracy of a run's saved weights on a split.")
