@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from train_cli.errors import UsageError
+from train_cli.parsing import PARSE_BY_TYPE, parse_choice
 
 AUGMENTS = ("crop-flip", "flip", "none")
 INPUT_NORMS = ("mean-std", "none")  # data.augment.INPUTS implements them
 DTYPES = ("float32", "float16", "bfloat16")
-# With BatchNorm and an activation that oneDNN runs (not the fused Swish, whose layout conversion
-# avoids it), bfloat16 was 2x slower than float32 unless every convolution has a multiple of
-# this many channels (vgg16_bn: width 0.5 and 1 faster, 0.25 and 0.75 slower; docs/PERFORMANCE.md)
-BFLOAT16_CHANNEL_MULTIPLE = 32
 FLOAT32_MAX = 3.4028234663852886e38
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
@@ -110,79 +107,6 @@ class TrainConfig:
         "Where to write results; default runs/<model>-<timestamp>.")
     hybridize: bool = option(True,  # a bool is an on/off flag pair: --hybridize/--no-hybridize
         "Compile the network with hybridize() (faster); --no-hybridize for debugging.")
-
-
-# -----------------------------------------------------------------------------
-# Parsers: one per field type. Each takes a string (command line) or a TOML value and raises
-# ValueError with a message that says what was expected.
-def parse_int(value):
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"expected an integer, got {value!r}")
-
-
-def parse_float(value):
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"expected a number, got {value!r}")
-
-
-def parse_int_list(value):
-    if isinstance(value, str):
-        items = [s.strip() for s in value.split(",") if s.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ValueError(f"expected comma-separated integers like 10,20,30, got {value!r}")
-    out = []
-    for item in items:
-        try:
-            out.append(parse_int(item))
-        except ValueError:
-            raise ValueError(f"{item!r} is not an integer (expected integers separated by "
-                             "commas)") from None
-    return tuple(out)
-
-
-def parse_str(value):
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value
-
-
-def parse_bool(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.lower() in ("true", "1", "yes")
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-def parse_choice(choices):
-    def parse(value):
-        value = parse_str(value)
-        if value not in choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
-        return value
-    return parse
-
-
-PARSE_BY_TYPE = {int: parse_int, float: parse_float, str: parse_str, bool: parse_bool,
-                 tuple[int, ...]: parse_int_list}
 
 
 # -----------------------------------------------------------------------------
@@ -284,7 +208,7 @@ def build_config(cli_values, config_file=None):
 
 def validate(cfg):
     """Raise UsageError for an option whose value parses but makes no sense on its own (what
-    two options cannot do together: runspec/rules.py; what is allowed but unlikely: warnings)."""
+    two options cannot do together, and what is allowed but unlikely: runspec/rules.py)."""
     def need(ok, option, msg):
         if not ok:
             raise UsageError(f"{flag(option)} {msg}")
@@ -321,27 +245,6 @@ def validate(cfg):
     from train_cli.model.spec import check_width, parse_name  # no mxnet import
     parse_name(cfg.model)  # a registered model, or UsageError listing them
     check_width(cfg.width)
-
-
-def warnings(cfg):
-    """Things that are allowed but probably not meant."""
-    found = []
-    late = [s for s in cfg.lr_steps if s >= cfg.epochs]
-    if late:
-        found.append(f"--lr-steps {_csv(late)} >= --epochs {cfg.epochs}: those steps never "
-                     "happen")
-    if cfg.dtype == "bfloat16":
-        from train_cli.model.spec import FUSED_ACTIVATIONS, VGG_SPEC, parse_name, scaled
-        depth, batch_norm, act = parse_name(cfg.model)
-        odd = sorted({c for c in (scaled(c, cfg.width) for c in VGG_SPEC[depth][1])
-                      if c % BFLOAT16_CHANNEL_MULTIPLE})
-        if odd and batch_norm and act not in FUSED_ACTIVATIONS:
-            found.append(f"--dtype bfloat16 at --width {cfg.width:g}: with BatchNorm and "
-                         f"{act}, layers of {_csv(odd)} channels (not multiples of "
-                         f"{BFLOAT16_CHANNEL_MULTIPLE}) were measured to make bfloat16 about 2x "
-                         "slower than float32 (oneDNN falls back to a slow BatchNorm); "
-                         "`swishtrain bench --dtype bfloat16` shows it on this CPU")
-    return found
 
 
 def _csv(values):

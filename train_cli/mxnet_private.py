@@ -44,7 +44,7 @@ def set_optimizer_state(trainer, index, make_state):
 
 
 def start_kvstore(trainer, global_batch):
-    """Create the trainer's KVStore and finish its initial broadcast now; return the KVStore.
+    """Create the trainer's KVStore and finish its initial broadcast now.
 
     Gluon does this lazily at the first step. Done then, the broadcast copies device 0's values
     over the others (BatchNorm statistics included, which after a resume would overwrite what
@@ -59,7 +59,6 @@ def start_kvstore(trainer, global_batch):
     # the init pushes are asynchronous engine operations: wait for all of them, or a fast
     # worker's first gradient reaches a server before that key exists
     mx.nd.waitall()
-    return trainer._kvstore
 
 
 def kvstore_barrier(kv):

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from train_cli import cpu
-from train_cli.config import TrainConfig, warnings
+from train_cli.config import TrainConfig
 from train_cli.errors import UsageError, UserError
 from train_cli.runfolder import best_row, read_metrics
-from train_cli.runspec.rules import check_options
+from train_cli.runspec.rules import check_options, warnings
 from train_cli.training import precision
 
 from helpers import TINY, write_cifar

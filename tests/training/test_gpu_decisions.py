@@ -326,7 +326,7 @@ def test_the_loss_scale_is_amps_for_a_summed_loss_and_never_grows_past_its_cap()
 
 def test_the_overflow_check_takes_any_number_of_arrays():
     """multi_all_finite takes at most 200 arrays (all_finite-inl.h); 201 crashed the process."""
-    from train_cli.training.engine import all_finite
+    from train_cli.training.loss_scale import all_finite
     arrays = [mx.nd.ones((3,), ctx=mx.cpu(1)) for _ in range(250)]
     assert all_finite(arrays)
     arrays[-1][1] = float("inf")

@@ -112,7 +112,8 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
                                    "resumed run keeps the options it started with")
         return resume_run_or_study(resume_dir, values, progress)
     from train_cli import runspec
-    from train_cli.config import build_config, warnings
+    from train_cli.config import build_config
+    from train_cli.runspec.rules import warnings
     cfg = build_config(values, config_file)
     spec = runspec.new_run(cfg, seeds)  # every decision about the run, made once, here
     for warning in warnings(cfg):

@@ -5,7 +5,8 @@ parser from the type (a bool becomes an on/off pair), the help text and default 
 """
 import click
 
-from train_cli.config import FIELD_NAMES, OPTIONS, parse_int_list
+from train_cli.config import FIELD_NAMES, OPTIONS
+from train_cli.parsing import parse_int_list
 
 
 class ParsedBy(click.ParamType):
@@ -29,7 +30,6 @@ class FieldType(ParsedBy):
 
     def __init__(self, field):
         super().__init__(OPTIONS[field].parse, field)
-        self.field = field
 
 
 INT_LIST = ParsedBy(parse_int_list, "int_list")  # 1,2,3: the parser of --lr-steps and --gpus

@@ -16,6 +16,7 @@ declared (config.validate); what depends on two things at once is decided here:
               check_resume     the checkpoint and the random streams a resume needs
     analysis  update_kind      which KVStores make the same step (compare's groups)
               evaluation_dtype a run's dtype on the devices it is evaluated on
+    advice    warnings         what is allowed but probably not meant (bfloat16 widths, steps)
 No mxnet import: the command line asks these before anything slow.
 """
 import dataclasses
@@ -170,3 +171,35 @@ def evaluation_dtype(trained, gpus):
     """The dtype a run is evaluated in: float16 runs in float16 on GPUs; everything else in
     float32 (a bfloat16 run has float32 weights, and bfloat16 needs a CPU that has it)."""
     return "float16" if trained == "float16" and gpus else "float32"
+
+
+# With BatchNorm and an activation that oneDNN runs (not the fused Swish, whose layout conversion
+# avoids it), bfloat16 was 2x slower than float32 unless every convolution has a multiple of
+# this many channels (vgg16_bn: width 0.5 and 1 faster, 0.25 and 0.75 slower; docs/PERFORMANCE.md)
+BFLOAT16_CHANNEL_MULTIPLE = 32
+
+
+def warnings(cfg):
+    """What cfg allows but probably does not mean, in words (printed as warnings)."""
+    found = []
+    late = [s for s in cfg.lr_steps if s >= cfg.epochs]
+    if late:
+        found.append(f"--lr-steps {csv(late)} >= --epochs {cfg.epochs}: those steps never "
+                     "happen")
+    if cfg.dtype == "bfloat16":
+        from train_cli.model.spec import FUSED_ACTIVATIONS, VGG_SPEC, parse_name, scaled
+        depth, batch_norm, act = parse_name(cfg.model)
+        odd = sorted({c for c in (scaled(c, cfg.width) for c in VGG_SPEC[depth][1])
+                      if c % BFLOAT16_CHANNEL_MULTIPLE})
+        if odd and batch_norm and act not in FUSED_ACTIVATIONS:
+            found.append(f"--dtype bfloat16 at --width {cfg.width:g}: with BatchNorm and "
+                         f"{act}, layers of {csv(odd)} channels (not multiples of "
+                         f"{BFLOAT16_CHANNEL_MULTIPLE}) were measured to make bfloat16 about 2x "
+                         "slower than float32 (oneDNN falls back to a slow BatchNorm); "
+                         "`swishtrain bench --dtype bfloat16` shows it on this CPU")
+    return found
+
+
+def csv(values):
+    """0,1,2: ids or epochs as a flag spells them."""
+    return ",".join(str(v) for v in values)

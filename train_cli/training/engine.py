@@ -2,8 +2,8 @@
 
 Data parallelism: each global batch is split over the contexts, every context runs forward and
 backward on its slice, the KVStore sums the gradients, and one SGD update (scaled by 1/global
-batch) is applied. Whatever the job is made of (one process, or workers of a parameter-server
-job) is the process group's business (cluster/process_group.py): the engine asks it.
+batch) is applied. The engine is given the run's RunSpec (runspec/: batches, KVStore, dtype) and
+its process group (cluster/process_group.py), which answers the rest about the job.
 """
 import hashlib
 import math
@@ -22,7 +22,7 @@ from train_cli.model.vgg import build_model
 from train_cli.mxnet_private import start_kvstore, structural_params
 from train_cli.training import precision
 from train_cli.training.devices import acts_as_gpu, on_host
-from train_cli.training.loss_scale import DynamicLossScale, NoLossScale
+from train_cli.training.loss_scale import DynamicLossScale, NoLossScale, all_finite
 
 
 @dataclass
@@ -286,18 +286,6 @@ class Engine:
             h.update(name.encode())
             h.update(p.data(self.contexts[0]).asnumpy().tobytes())
         return h.hexdigest()
-
-
-# src/operator/contrib/all_finite-inl.h at 1.9.1: MultiAllFiniteParam's num_arrays is at most 200
-MULTI_ALL_FINITE_MAX = 200
-
-
-def all_finite(arrays):
-    """Whether every element of arrays (all of one dtype and device) is finite."""
-    return all(bool(mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk),
-                                           init_output=True).asscalar())
-               for chunk in (arrays[i:i + MULTI_ALL_FINITE_MAX]
-                             for i in range(0, len(arrays), MULTI_ALL_FINITE_MAX)))
 
 
 def _correct(outputs, labels):

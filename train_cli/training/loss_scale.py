@@ -5,7 +5,8 @@ loss is multiplied by a large scale before backward and the update divides it ou
 gradient overflows (inf/NaN) the step is skipped and the scale halved; after `growth_interval`
 good steps in a row it doubles again. A real divergence is not an overflow: a loss that is not
 finite still stops the run (Engine), and so does a scale that has fallen to `min_scale`, which
-means the gradients overflow float16 however small the loss is made.
+means the gradients overflow float16 however small the loss is made. all_finite() is the
+overflow check.
 
 The scale is MXNet amp's (python/mxnet/contrib/amp/loss_scaler.py at 1.9.1: start 2^16, at
 most 2^24) for a mean loss. Our loss is the per-image sum (the update divides by the global
@@ -14,6 +15,8 @@ rounded up to a power of two (a power of two keeps scaling and unscaling exact).
 """
 import math
 from dataclasses import asdict, dataclass
+
+import mxnet as mx
 
 AMP_START, AMP_MAX = 2.0 ** 16, 2.0 ** 24
 
@@ -72,3 +75,15 @@ class NoLossScale:
 
     def load(self, state):
         """Nothing to restore."""
+
+
+# src/operator/contrib/all_finite-inl.h at 1.9.1: MultiAllFiniteParam's num_arrays is at most 200
+MULTI_ALL_FINITE_MAX = 200
+
+
+def all_finite(arrays):
+    """Whether every element of arrays (all of one dtype and device) is finite."""
+    return all(bool(mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk),
+                                           init_output=True).asscalar())
+               for chunk in (arrays[i:i + MULTI_ALL_FINITE_MAX]
+                             for i in range(0, len(arrays), MULTI_ALL_FINITE_MAX)))
