@@ -53,14 +53,6 @@ def make_contexts(gpus=(), cpu_devices=1, probe=None, tf32=False):
     return [mx.cpu(i) for i in range(cpu_devices)]
 
 
-def process_batch_size(per_device, contexts):
-    """Images per step in this process: per device on GPUs (as the 2018 script); split over
-    CPU contexts."""
-    if acts_as_gpu(contexts[0]):
-        return per_device * len(contexts)
-    return per_device
-
-
 def memory_needs(net, batch, dtype, training=True):
     """(bytes for the weights and their training state, bytes for activations) of `batch`
     images through `net`, from the built network's shapes."""
