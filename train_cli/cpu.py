@@ -34,7 +34,8 @@ def clock(cpuinfo="/proc/cpuinfo", cpufreq=CPUFREQ_MAX):
     except (OSError, ValueError):
         pass
     try:
-        return float(_field("cpu MHz", cpuinfo)) / 1e3, f"{cpuinfo} 'cpu MHz' (current clock)"
+        ghz = float(_field("cpu MHz", cpuinfo)) / 1e3
+        return ghz, f"{cpuinfo} 'cpu MHz' (current or nominal clock, not turbo)"
     except ValueError:
         return None, f"no clock in {cpufreq} or {cpuinfo}"
 
