@@ -20,6 +20,12 @@ else
   $(error CUDA=$(CUDA): MXNet 1.9.1's newest CUDA build is for CUDA 11.7 (it runs on any driver for CUDA 11.7 or newer): make install CUDA=11.7, or CUDA=cpu)
 endif
 STAMP  := $(VENV)/.installed-$(FLAVOUR)
+EXTRAS := dev,$(FLAVOUR)
+# `make test` (and `make bench`) also install the `bench` extra, PyTorch 2.13.0: the suite runs
+# every benchmark at a tiny size, the PyTorch reference included (tests/test_benchmarks.py).
+# With the CPU wheel on disk: ~27 s and 878 MB more in the venv. Not in `make install`: from PyPI
+# that version is a CUDA build of several GB, which training does not need.
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install test lint relu swish compare crop-flip bench gpu-check cuda-smoke clean
 
@@ -38,12 +44,16 @@ $(STAMP): setup.cfg pyproject.toml
 	  if $(BIN)/python -m pip show --quiet $$package 2>/dev/null; then \
 	    $(BIN)/python -m pip uninstall --quiet -y $$package; fi; done
 	@rm -f $(VENV)/.installed-*
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,$(FLAVOUR)]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@# compile the fused Swish operators now rather than at the first run (falls back if it can't)
 	-$(BIN)/python -m train_cli.startup build-swish
 	@touch $(STAMP)
 
-test: install
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'
+	@touch $@
+
+test: install $(if $(filter cpu,$(FLAVOUR)),$(BENCH_STAMP))
 	$(BIN)/python -m pytest -q tests
 
 lint: install
@@ -79,8 +89,7 @@ crop-flip: install
 # only (minutes instead of ~40 at full width); ARGS="--isa avx2": one class.
 # On a CPU with AMX, also --dtype bfloat16 against PyTorch float32 eager and bfloat16 autocast
 # (native ISA; of ARGS only --quick carries over).
-bench: install
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+bench: install $(BENCH_STAMP)
 	$(BIN)/python benchmarks/vs_pytorch.py $(ARGS)
 	@if $(BIN)/python -c 'import sys; from train_cli import cpu; from train_cli.training import \
 	  precision as p; sys.exit(p.bfloat16_isa(cpu.flags()) != p.AMX_ISA)'; then \

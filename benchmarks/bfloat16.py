@@ -7,10 +7,16 @@ Variants, each a child process of benchmarks/mx_train_step.py (swishtrain's Engi
   bfloat16_amx       --dtype bfloat16 as swishtrain runs it on an AMX CPU (Sapphire Rapids on)
 Rounds are paired: every variant once per round, order rotated; a figure is the median of the
 within-round ratios to float32, so drifts of the machine cancel out. Variants the CPU cannot
-run are left out (machine line: benchmarks/isa.py).
+run are left out, each with a line saying so (machine line: benchmarks/isa.py).
 
     python benchmarks/bfloat16.py --rounds 3 [--width 1 --width 0.5 --width 0.25]
                                   [--model vgg16_bn_swish]
+    python benchmarks/bfloat16.py --width 0.125 --batch-size 8 --steps 1 --repeats 1 --rounds 1
+                                  --sgemm-size 128     (the smoke test's tiny run)
+
+Exit status 0 when a bfloat16 variant was measured; 2 when this CPU can run none (no AMX, no
+AVX512_BF16): the float32 variant is still measured, and each bfloat16 one is named as not
+available.
 """
 # ruff: noqa: E402
 import argparse
@@ -25,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import isa as isa_mod  # noqa: I001
 
+from train_cli import cpu  # noqa: E402
 from train_cli.training import precision  # noqa: E402 (no mxnet import)
 
 VARIANTS = {  # name: (dtype, DNNL_MAX_CPU_ISA or None, lscpu flags needed)
@@ -35,6 +42,7 @@ VARIANTS = {  # name: (dtype, DNNL_MAX_CPU_ISA or None, lscpu flags needed)
 
 
 def step_rate(variant, args, width):
+    """The JSON of mx_train_step.py for one variant at one width, in a process of its own."""
     dtype, cap, _ = VARIANTS[variant]
     env = isa_mod.environ("native")
     env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
@@ -42,7 +50,8 @@ def step_rate(variant, args, width):
         env["DNNL_MAX_CPU_ISA"] = cap
     cmd = [sys.executable, str(HERE / "mx_train_step.py"), "--model", args.model, "--width",
            str(width), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-           "--repeats", str(args.repeats), "--dtype", dtype, "--json"]
+           "--repeats", str(args.repeats), "--sgemm-size", str(args.sgemm_size), "--dtype", dtype,
+           "--json"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
@@ -50,6 +59,7 @@ def step_rate(variant, args, width):
 
 
 def main():
+    """Measure the variants this CPU can run in paired rounds; print the ratios to float32."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg16_bn")
     parser.add_argument("--width", type=float, action="append")
@@ -57,13 +67,20 @@ def main():
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sgemm-size", type=int, default=2048,
+                        help="mx_train_step.py's GEMM ceiling size (the ceiling is not reported "
+                             "here: smaller is faster)")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
     parser.add_argument("--json")
     args = parser.parse_args()
-    flags = isa_mod.cpu_flags()
+    flags = cpu.flags()
     variants = [v for v in (args.variant or VARIANTS) if VARIANTS[v][2] <= flags]
     widths = args.width or [1.0]
     print(f"machine: {isa_mod.machine_line()}")
+    for v in args.variant or VARIANTS:
+        if v not in variants:
+            print(f"{v}: not available on this CPU (needs lscpu flags "
+                  f"{' '.join(sorted(VARIANTS[v][2]))})")
     results = {}
     for width in widths:
         rounds = []
@@ -88,5 +105,8 @@ def main():
                                               indent=1))
 
 
+    return 0 if any(VARIANTS[v][0] == "bfloat16" for v in variants) else 2
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,6 +7,8 @@ the same function with the same parameters (weight 512x512x3x3, bias 512). This 
 forward + backward (data and weights), interleaved, in one process, and checks they agree.
 
     python benchmarks/conv_as_gemm.py [--side 2] [--channels 512] [--rounds 5]
+    python benchmarks/conv_as_gemm.py --channels 16 --batch-size 4 --rounds 1 --reps 1
+                                      (the smoke test's tiny run)
 """
 # ruff: noqa: I001, E402
 import argparse
@@ -23,10 +25,12 @@ from mxnet import autograd
 
 
 def conv(x, w, b, c):
+    """The layer as oneDNN's convolution."""
     return mx.nd.Convolution(x, w, b, kernel=(3, 3), pad=(1, 1), num_filter=c)
 
 
 def gemm(x, w, b, c):
+    """The layer as im2col, one FullyConnected GEMM and a transpose back."""
     n, side = x.shape[0], x.shape[2]
     cols = mx.nd.im2col(x, kernel=(3, 3), pad=(1, 1))  # (n, c*9, side*side)
     rows = mx.nd.reshape(mx.nd.transpose(cols, axes=(0, 2, 1)), shape=(-1, c * 9))
@@ -50,6 +54,7 @@ def dense(x, w, b, c):
 
 
 def main():
+    """Check that the formulations agree, then time them interleaved."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=2)
     parser.add_argument("--channels", type=int, default=512)

@@ -13,12 +13,12 @@ in the environment of child processes, never in their own:
 - OpenBLAS (MXNet's `dot`, numpy's matmul: the sgemm ceiling) dispatches per core type:
   OPENBLAS_CORETYPE=Haswell is its AVX2 kernel set.
 
+`python benchmarks/isa.py` prints the machine line and which classes this CPU can run.
 `native` sets nothing. `avx512` caps oneDNN at AVX512_CORE (AVX-512 without the VNNI/BF16/AMX
 extensions, which float32 training does not use) so that figures are comparable between AVX-512
 machines; PyTorch's ATen then runs its avx512 kernels.
 """
 import os
-import re
 
 from train_cli import cpu
 
@@ -37,25 +37,17 @@ NEEDS = {"native": set(), "avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx512
 CAP_VARS = sorted({k for env in CAPS.values() for k in env})
 
 
-def cpu_flags():
-    """The CPU's flags as lscpu lists them (train_cli.cpu: the project's one reader)."""
-    return cpu.flags()
-
-
-def cpu_model():
-    return cpu.model()
-
-
 def machine_line():
     """One line for every figure: CPU, cores and the vector ISA flags that matter here."""
-    flags = cpu_flags()
+    flags = cpu.flags()
     isa = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
                        "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8") if f in flags]
-    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores; lscpu flags: {' '.join(isa)}"
+    return f"{cpu.model()}, {len(os.sched_getaffinity(0))} cores; lscpu flags: {' '.join(isa)}"
 
 
 def available(isa):
-    return NEEDS[isa] <= cpu_flags()
+    """Can this CPU run the ISA class?"""
+    return NEEDS[isa] <= cpu.flags()
 
 
 def environ(isa, base=None):
@@ -68,14 +60,19 @@ def environ(isa, base=None):
 
 
 def describe(isa):
+    """The class's environment, as one line."""
     return "none (native)" if isa == "native" else " ".join(f"{k}={v}"
                                                           for k, v in CAPS[isa].items())
 
 
-ONEDNN_ISA = re.compile(r"(?:dnnl|onednn)_verbose,(?:v1,)?info,cpu,isa:(.*)")
+def main():
+    """`python benchmarks/isa.py`: the machine line, then each class, whether this CPU can run
+    it, and its environment."""
+    print(f"machine: {machine_line()}")
+    for isa in CAPS:
+        print(f"{isa:8}{'available' if available(isa) else 'not available on this CPU':28}"
+              f"{describe(isa)}")
 
 
-def onednn_isa(verbose_text):
-    """The ISA a oneDNN verbose log says the library dispatches to."""
-    m = ONEDNN_ISA.search(verbose_text)
-    return m.group(1).strip() if m else None
+if __name__ == "__main__":
+    main()

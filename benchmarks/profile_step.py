@@ -14,7 +14,11 @@ For each framework, in child processes started with the ISA cap of --isa (benchm
     python benchmarks/profile_step.py --isa native --framework mxnet --width 0.25   # quick look
     python benchmarks/profile_step.py --isa native --dtype bfloat16   # AMX: ours vs autocast
 
-Prints markdown tables (ms per step); --json FILE keeps everything.
+    python benchmarks/profile_step.py --width 0.125 --batch-size 8 --steps 1 --warmup 1 --top 5
+                                      (the smoke test's tiny run)
+
+Prints markdown tables (ms per step); --json FILE keeps everything. Exit status 0; 2 when this
+CPU cannot run --isa or --dtype (bfloat16 needs AMX or AVX512_BF16), after one line saying so.
 """
 # ruff: noqa: E402
 import argparse
@@ -32,6 +36,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import isa as isa_mod  # noqa: I001
+import onednn_log
+
+from train_cli import cpu
+from train_cli.training import precision  # no mxnet import: the parent never loads MXNet
 
 START, END = "### profile-step start", "### profile-step end"
 RESULT = "### profile-step result "
@@ -47,50 +55,29 @@ def _mark(text):
 
 
 def _mxnet_step(args):
+    """swishtrain's step through the benchmark harness (train_cli/analysis/harness.py)."""
     from train_cli.startup import before_mxnet
     before_mxnet()
     import mxnet as mx
-    import numpy as np
 
+    from train_cli.analysis.harness import TrainStep
     from train_cli.config import TrainConfig
-    from train_cli.training.engine import Engine
-    engine = Engine(TrainConfig(model=args.model, width=args.width, batch_size=args.batch_size,
-                                dtype=args.dtype), [mx.cpu()])
-    engine.trainer.set_learning_rate(1e-4)
-    rng = np.random.default_rng(0)
-    xs = engine.load(rng.standard_normal((args.batch_size, 3, 32, 32)).astype(np.float32))
-    ys = engine.load(rng.integers(0, 10, args.batch_size).astype(np.float32), cast=False)
-
-    def step():
-        engine.step(xs, ys)
-        mx.nd.waitall()
-    return mx, step
+    step = TrainStep(TrainConfig(model=args.model, width=args.width, batch_size=args.batch_size,
+                                 dtype=args.dtype), [mx.cpu()])
+    return mx, step.run
 
 
 def _torch_step(args):
+    """The PyTorch reference's step (torch_vgg.make_step)."""
     import torch
     import torch_vgg
-    from torch import nn
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
-    torch.manual_seed(0)
-    fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
-    depth = int(args.model[3:5])
-    net = torch_vgg.vgg(depth, "_bn" in args.model, args.act, args.width).to(memory_format=fmt)
-    opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(args.batch_size, 3, 32, 32).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (args.batch_size,))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
-            loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
-    return torch, step
+    torch_vgg.set_threads()
+    return torch, torch_vgg.make_step(args.model, args.act, args.width, args.batch_size,
+                                      args.memory_format, args.dtype)
 
 
 def child(args):
+    """In a child process: warm up, then time, log or profile --steps steps; print the result."""
     mod, step = (_mxnet_step if args.child == "mxnet" else _torch_step)(args)
     for _ in range(args.warmup):
         step()
@@ -141,46 +128,8 @@ def child(args):
 # ---------------------------------------------------------------------------------------------
 # parent: run the children, parse, tabulate
 
-EXEC = re.compile(r"(?:dnnl|onednn)_verbose,(?:v1,)?(?:primitive,)?exec,cpu,(.*)")
-CONV = re.compile(r"mb(\d+)_?(?:g\d+)?ic(\d+)oc(\d+)_ih(\d+)oh(\d+)kh(\d+)")
-
-
-def parse_verbose(text, steps):
-    """Primitives executed between the markers: rows per (kind, prop, impl), ms per step."""
-    inside = text.split(START, 1)[1].split(END, 1)[0]
-    groups = defaultdict(lambda: [0, 0.0])
-    convs = defaultdict(lambda: defaultdict(float))
-    for line in inside.splitlines():
-        m = EXEC.match(line.strip())
-        if not m:
-            continue
-        fields = m.group(1).split(",")
-        kind, impl, prop = fields[0], fields[1], fields[2].replace("forward_training", "forward")
-        ms = float(fields[-1])
-        problem = fields[-2]
-        if kind == "reorder":
-            prop = "weights" if re.fullmatch(r"\d+x\d+x3x3|\d+x\d+x1x1", problem) else "data"
-        g = groups[(kind, prop, impl)]
-        g[0] += 1
-        g[1] += ms
-        c = CONV.search(problem) if kind == "convolution" else None
-        if c:
-            layer = f"{c.group(2)}->{c.group(3)} @{c.group(4)}x{c.group(4)}"
-            mb, ic, oc, oh, kh = (int(c.group(i)) for i in (1, 2, 3, 5, 6))
-            if prop == "forward":  # layers of this shape, and their FLOPs of one pass
-                convs[layer]["layers"] += 1
-                convs[layer]["gflop"] += 2 * mb * ic * oc * kh * kh * oh * oh / 1e9
-            convs[layer][prop] += ms
-            convs[layer]["impl_" + prop] = impl
-    rows = [{"kind": k, "prop": p, "impl": i, "count": n / steps, "ms": ms / steps}
-            for (k, p, i), (n, ms) in groups.items()]
-    rows.sort(key=lambda r: -r["ms"])
-    layers = {name: {k: (v / steps if not k.startswith("impl_") else v) for k, v in d.items()}
-              for name, d in convs.items()}
-    return rows, layers
-
-
 def run_child(framework, what, args, extra_env=None):
+    """(result, stdout) of one child process under the ISA cap of --isa."""
     env = isa_mod.environ(args.isa)
     env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     env.update(extra_env or {})
@@ -212,6 +161,7 @@ TORCH_GROUPS = [
 
 
 def group_of(name, table):
+    """The group (convolution, BatchNorm, ...) an operator name belongs to."""
     for pattern, group in table:
         if re.search(pattern, name, re.IGNORECASE):
             return group
@@ -230,35 +180,40 @@ def mxnet_ops(aggregate, steps):
 
 
 def torch_ops(ops, steps):
+    """[(operator, count per step, ms per step)] from torch.profiler's self CPU times."""
     rows = [(o["name"], o["count"] / steps, o["self_us"] / 1e3 / steps) for o in ops
             if o["self_us"] > 0]
     return sorted(rows, key=lambda r: -r[2])
 
 
 def fmt_table(header, rows):
+    """A markdown table."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
 
 
 def profile(framework, args):
+    """Time, oneDNN log and profiler of one framework's step, each in its own process."""
     timing, _ = run_child(framework, "time", args)
     verbose_env = ({"MKLDNN_VERBOSE": "1", "DNNL_VERBOSE": "1"} if framework == "mxnet"
                    else {"ONEDNN_VERBOSE": "1", "DNNL_VERBOSE": "1"})
     vres, vtext = run_child(framework, "verbose", args, verbose_env)
-    rows, layers = parse_verbose(vtext, args.steps)
+    rows, layers = onednn_log.primitives(vtext.split(START, 1)[1].split(END, 1)[0],
+                                          args.steps)
     pres, _ = run_child(framework, "profiler", args,
                         {"MXNET_EXEC_BULK_EXEC_TRAIN": "0"} if framework == "mxnet" else {})
     ops = (mxnet_ops(pres["aggregate"], args.steps) if framework == "mxnet"
            else torch_ops(pres["ops"], args.steps))
     return {"framework": framework, "step_ms": timing["step_ms"], "step_ms_all": timing["all_ms"],
-            "onednn_isa": isa_mod.onednn_isa(vtext), "verbose_step_ms":
+            "onednn_isa": onednn_log.isa(vtext), "verbose_step_ms":
             vres["seconds"] / args.steps * 1e3, "primitives": rows, "conv_layers": layers,
             "profiler_step_ms": pres["seconds"] / args.steps * 1e3, "ops": ops,
             "capability": pres.get("capability")}
 
 
 def report(results, args):
+    """The markdown report of every framework profiled."""
     lines = [f"## {args.model} width {args.width:g}, batch {args.batch_size}, ISA cap "
              f"{args.isa} ({isa_mod.describe(args.isa)})",
              f"machine: {isa_mod.machine_line()}; OMP_NUM_THREADS="
@@ -313,7 +268,17 @@ def report(results, args):
     return "\n".join(lines)
 
 
+def not_available(args):
+    """What of the request this CPU lacks (None: it can run all of it)."""
+    if not isa_mod.available(args.isa):
+        return f"--isa {args.isa}"
+    if args.dtype == "bfloat16" and precision.bfloat16_isa(cpu.flags()) is None:
+        return "--dtype bfloat16 (needs AMX or AVX512_BF16)"
+    return None
+
+
 def main():
+    """Profile the frameworks asked for, or (--child) be one of the measured processes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--isa", choices=sorted(isa_mod.CAPS), default="native")
     parser.add_argument("--framework", choices=["mxnet", "torch", "both"], default="both")
@@ -336,8 +301,10 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args)
-    if not isa_mod.available(args.isa):
-        raise SystemExit(f"this CPU lacks {args.isa} ({isa_mod.machine_line()})")
+    missing = not_available(args)
+    if missing:
+        print(f"not available on this CPU: {missing} ({isa_mod.machine_line()})")
+        return 2
     frameworks = ["mxnet", "torch"] if args.framework == "both" else [args.framework]
     results = [profile(f, args) for f in frameworks]
     text = report(results, args)
@@ -350,4 +317,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

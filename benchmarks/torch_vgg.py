@@ -10,6 +10,10 @@ faster one reported. It is plain eager PyTorch: no torch.compile; mixed precisio
 float32 weights, the counterpart of swishtrain's --dtype bfloat16).
 
     python benchmarks/torch_vgg.py --model vgg16_bn --act relu --json
+    python benchmarks/torch_vgg.py --width 0.125 --batch-size 8 --steps 1 --repeats 1 --warmup 1
+
+The architecture is train_cli.model.spec's (VGG_SPEC, DENSE_UNITS, the width scaling), so the
+two cannot drift apart; profile_step.py's PyTorch side is make_step below.
 """
 import argparse
 import json
@@ -20,17 +24,17 @@ import time
 import torch
 from torch import nn
 
-SPEC = {11: ([1, 1, 2, 2, 2], [64, 128, 256, 512, 512]),
-        13: ([2, 2, 2, 2, 2], [64, 128, 256, 512, 512]),
-        16: ([2, 2, 3, 3, 3], [64, 128, 256, 512, 512]),
-        19: ([2, 2, 4, 4, 4], [64, 128, 256, 512, 512])}
+from train_cli.model.spec import DENSE_UNITS, NUM_CLASSES, VGG_SPEC, parse_name, scaled
+
 ACTS = {"relu": lambda: nn.ReLU(inplace=True), "silu": lambda: nn.SiLU(inplace=True)}
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def vgg(depth, batch_norm, act, width=1.0, classes=10):
+def vgg(depth, batch_norm, act, width=1.0, classes=NUM_CLASSES):
+    """swishtrain's VGG (train_cli.model.spec's table and width scaling) in PyTorch."""
     layers, cin = [], 3
-    for count, cout in zip(*SPEC[depth]):
-        cout = int(cout * width + 0.5)
+    for count, cout in zip(*VGG_SPEC[depth]):
+        cout = scaled(cout, width)
         for _ in range(count):
             layers.append(nn.Conv2d(cin, cout, 3, padding=1))
             if batch_norm:
@@ -38,17 +42,27 @@ def vgg(depth, batch_norm, act, width=1.0, classes=10):
             layers.append(ACTS[act]())
             cin = cout
         layers.append(nn.MaxPool2d(2))
-    units = int(4096 * width + 0.5)
+    units = scaled(DENSE_UNITS, width)
     layers += [nn.Flatten(), nn.Linear(cin, units), ACTS[act](), nn.Dropout(0.5),
                nn.Linear(units, units), ACTS[act](), nn.Dropout(0.5), nn.Linear(units, classes)]
     return nn.Sequential(*layers)
 
 
-def measure(model, memory_format, batch, steps, repeats, autocast="none"):
-    net = model().to(memory_format=memory_format)
+def set_threads():
+    """As many threads as swishtrain's OpenMP team (OMP_NUM_THREADS), one seed."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
+    torch.manual_seed(0)
+
+
+def make_step(model, act, width, batch, memory_format="nchw", autocast="none"):
+    """A function that runs one SGD step (lr 1e-4, as the harness) of the network named by
+    model (depth and BatchNorm; act: relu or silu) on one random batch of 3x32x32 images."""
+    depth, batch_norm, _ = parse_name(model)
+    fmt = FORMATS[memory_format]
+    net = vgg(depth, batch_norm, act, width).to(memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 10, (batch,))
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=fmt)
+    y = torch.randint(0, NUM_CLASSES, (batch,))
     loss_fn = nn.CrossEntropyLoss()
 
     def step():
@@ -57,19 +71,26 @@ def measure(model, memory_format, batch, steps, repeats, autocast="none"):
             loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
+    return step
 
-    for _ in range(2):
+
+def measure(args, memory_format):
+    """Median img/s over --repeats timings of --steps steps, after --warmup untimed steps."""
+    step = make_step(args.model, args.act, args.width, args.batch_size, memory_format,
+                     args.autocast)
+    for _ in range(args.warmup):
         step()
     rates = []
-    for _ in range(repeats):
+    for _ in range(args.repeats):
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(args.steps):
             step()
-        rates.append(batch * steps / (time.perf_counter() - start))
+        rates.append(args.batch_size * args.steps / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
 def main():
+    """Measure one configuration in each memory format asked for; report the faster."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg16_bn", help="vgg{11,13,16,19}[_bn]")
     parser.add_argument("--act", default="relu", choices=sorted(ACTS))
@@ -77,20 +98,15 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--memory-format", choices=["auto", "nchw", "channels_last"],
                         default="auto", help="auto: measure both, report the faster")
     parser.add_argument("--autocast", default="none", choices=["none", "bfloat16"],
                         help="torch.autocast('cpu', bfloat16) around the forward pass and loss")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
-    torch.manual_seed(0)
-    depth = int(args.model[3:5])
-    model = lambda: vgg(depth, "_bn" in args.model, args.act, args.width)  # noqa: E731
-    rates = {fmt: measure(model, mf, args.batch_size, args.steps, args.repeats, args.autocast)
-             for fmt, mf in (("nchw", torch.contiguous_format),
-                             ("channels_last", torch.channels_last))
-             if args.memory_format in ("auto", fmt)}
+    set_threads()
+    rates = {fmt: measure(args, fmt) for fmt in FORMATS if args.memory_format in ("auto", fmt)}
     best = max(rates, key=rates.get)
     result = {"framework": f"pytorch {torch.__version__}", "model": args.model, "act": args.act,
               "threads": torch.get_num_threads(), "train_img_per_s": rates[best],

@@ -77,13 +77,3 @@ REPO = Path(__file__).resolve().parent.parent  # the checkout: configs/, README.
 # Small, fast training arguments shared by the CLI tests.
 TINY = ["--model", "vgg11_bn", "--width", "0.125", "--batch-size", "20", "--lr", "0.05",
         "--lr-steps", "1", "--eval-batch-size", "16"]
-
-
-def build_engine(cfg, contexts, **kwargs):
-    """An Engine of cfg in this process, set up as every entry point does (runspec, precision)."""
-    from train_cli import runspec
-    from train_cli.training import precision
-    from train_cli.training.engine import Engine
-    spec = runspec.one_process(cfg)
-    precision.set_up(spec)
-    return Engine(spec, contexts, **kwargs)

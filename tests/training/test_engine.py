@@ -5,6 +5,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from train_cli.analysis.harness import build_engine
 from train_cli.config import TrainConfig
 from train_cli.data.cifar10 import Split
 from train_cli.data.loader import train_batches
@@ -13,7 +14,7 @@ from train_cli.mxnet_private import structural_params
 from train_cli.training.devices import make_contexts
 from train_cli.training.engine import Diverged
 
-from helpers import build_engine, synthetic_split
+from helpers import synthetic_split
 
 # No BatchNorm and no dropout: the only configuration where a split batch must give exactly the
 # same update as the whole batch (BN normalises per device; dropout draws per device).

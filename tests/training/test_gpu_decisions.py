@@ -12,6 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from train_cli.analysis.harness import build_engine
 from train_cli.config import TrainConfig
 from train_cli.errors import UsageError, UserError
 from train_cli.model.activations import Swish, SwishBeta, fused_allowed
@@ -22,7 +23,7 @@ from train_cli.training.engine import Engine
 from train_cli.training.gpus import covered, preflight_gpus
 from train_cli.training.loss_scale import DynamicLossScale
 
-from helpers import TINY, build_engine, synthetic_split
+from helpers import TINY, synthetic_split
 
 
 @pytest.fixture(autouse=True)
@@ -243,7 +244,7 @@ def test_float16_without_gpus_or_with_dist_async_is_refused(run_cli, cifar_dir, 
 
 def test_bench_ceiling_on_gpus_is_a_gpu_gemm_in_the_training_dtype():
     """Read, not run: the ceiling's backends for GPU contexts are one GPU's GEMM (no CPU one)."""
-    from train_cli.analysis.bench import gemm_backends
+    from train_cli.analysis.harness import gemm_backends
     cpu = gemm_backends([mx.cpu()], n=16)
     assert set(cpu) == {"mxnet_dot_openblas", "mxnet_fullyconnected_onednn", "numpy_matmul"}
     if mx.context.num_gpus():

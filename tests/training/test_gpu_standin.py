@@ -16,13 +16,14 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from train_cli.analysis.harness import build_engine
 from train_cli.config import TrainConfig
 from train_cli.model.activations import Swish, SwishBeta
 from train_cli.runfolder import read_metrics
 from train_cli.training.devices import make_contexts
 from train_cli.training.loss_scale import DynamicLossScale
 
-from helpers import assert_all_gone, build_engine, launched_pids, synthetic_split
+from helpers import assert_all_gone, launched_pids, synthetic_split
 
 # BatchNorm, dropout and Swish-beta (a parameter of its own, float32 in float16 runs)
 TINY_GPU = ["--model", "vgg11_bn_swishbeta", "--width", "0.125", "--batch-size", "10",

@@ -7,7 +7,6 @@ run's validation split.
 import dataclasses
 from dataclasses import dataclass
 
-from train_cli import runspec
 from train_cli.config import validate
 from train_cli.data.cifar10 import default_data_dir, load_cifar10
 from train_cli.errors import UserError, last_line
@@ -67,7 +66,7 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
                               eval_batch_size=trained.eval_batch_size if eval_batch_size is None
                               else eval_batch_size)
     validate(cfg)
-    spec = runspec.one_process(cfg)
+    rules.check_options(cfg)  # before the data is read
     weights = run.file(PARAMS[params])
     if not weights.is_file():
         try:
@@ -84,14 +83,13 @@ def evaluate_run(run_dir, split="test", data_dir=None, params="best", gpus=(), c
     images = pick_split(data, split)
 
     # the network (and with it the fused Swish library) only now, after the cheap checks
+    from train_cli.analysis.harness import build_engine
     from train_cli.model.vgg import shape_model
-    from train_cli.training import checkpoint, precision
+    from train_cli.training import checkpoint
     from train_cli.training.devices import make_contexts, preflight_memory
-    from train_cli.training.engine import Engine
     contexts = make_contexts(cfg.gpus, cfg.cpu_devices, tf32=cfg.tf32)
     preflight_memory(shape_model(cfg.model, cfg.width), cfg, contexts, training=False)
-    precision.set_up(spec)
-    engine = Engine(spec, contexts)
+    engine = build_engine(cfg, contexts)
     if params == "best":
         _load_params(engine, weights, cfg.model)
     else:

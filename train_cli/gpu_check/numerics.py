@@ -58,12 +58,8 @@ def _engine(model, dtype, contexts, batch):
 
 def _build(cfg, contexts):
     """An engine of cfg in this process on contexts (one GPU's, or the CPU's reference)."""
-    from train_cli import runspec
-    from train_cli.training import precision
-    from train_cli.training.engine import Engine
-    spec = runspec.one_process(cfg)
-    precision.set_up(spec)
-    return Engine(spec, contexts)
+    from train_cli.analysis.harness import build_engine
+    return build_engine(cfg, contexts)
 
 
 def _weights(engine):

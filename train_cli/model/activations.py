@@ -42,8 +42,9 @@ class Swish(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         if self.fused:
             return F.fused_swish(x)
-        # the fastest exact Gluon form measured (0.83x ReLU vs nn.Swish's 0.72x): oneDNN's
-        # sigmoid and a plain elementwise product, without nn.Swish's multiply by beta=1
+        # exact, without nn.Swish's multiply by beta=1: oneDNN's sigmoid and a plain
+        # elementwise product (0.88-0.93x ReLU against nn.Swish's 0.92x on a loaded AVX2 EPYC,
+        # so not ranked; docs/PERFORMANCE.md "Swish variants re-measured")
         return F.elemwise_mul(F.Activation(x, act_type="sigmoid"), x)
 
 
