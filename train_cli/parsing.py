@@ -4,6 +4,9 @@ Each takes a string (a command-line flag) or a TOML value and returns the value,
 ValueError with a message that says what was expected: the same parser reads flags and config
 files, so a value means the same thing wherever it is written.
 """
+import re
+
+SEED_RANGE = re.compile(r"^(\d+)-(\d+)$")
 
 
 def parse_int(value):
@@ -80,3 +83,20 @@ def parse_choice(choices):
 
 PARSE_BY_TYPE = {int: parse_int, float: parse_float, str: parse_str, bool: parse_bool,
                  tuple[int, ...]: parse_int_list}
+
+
+def parse_seeds(text):
+    """'1-10', '1,2,5' or '1-3,7' -> (1, 2, ...): distinct seeds in the order given."""
+    seeds = []
+    for part in (p.strip() for p in str(text).split(",")):
+        match = SEED_RANGE.match(part)
+        if match:
+            low, high = int(match.group(1)), int(match.group(2))
+            if high < low:
+                raise ValueError(f"the range {part} runs backwards; write {high}-{low}")
+            seeds += range(low, high + 1)
+        elif part.isdigit():
+            seeds.append(int(part))
+        elif part:
+            raise ValueError(f"{part!r} is neither a seed nor a range like 1-10")
+    return tuple(seeds)

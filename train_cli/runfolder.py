@@ -5,7 +5,9 @@
     summary.json  best/final accuracies, written when the run ends
     best.params   weights of the best validation epoch (standard Gluon format)
     last.ckpt     everything needed to resume (training/checkpoint.py)
-    study.json    only in a study folder: its seeds and options (one seed-<N>/ run per seed)
+    study.json    only in a study folder: its manifest (studies/manifest.py), a run per cell in
+                  <model>/seed-<N>/ (seed-<N>/ in a study of one model, `train --seeds`)
+    .sweep/       only in a study folder: each cell's state (<cell>.json), for --status
     .swishtrain   the marker written first into every folder swishtrain makes (its kind)
     .<file>.<pid>.tmp  an atomic write in progress (atomic.py); left behind only by a kill
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from train_cli.config import from_dict
 from train_cli.errors import UserError
+from train_cli.model.spec import MODEL_NAMES
 
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
 STUDY = "study.json"
@@ -29,6 +32,7 @@ BEST_PARAMS, CHECKPOINT = "best.params", "last.ckpt"
 MARKER = ".swishtrain"
 RUN_FILES = {MARKER, CONFIG, METRICS, SUMMARY, BEST_PARAMS, CHECKPOINT}
 STUDY_FILES = {MARKER, STUDY}
+SWEEP_STATE = ".sweep"
 SEED_FOLDER = re.compile(r"seed-\d+$")
 TMP_FILE = re.compile(r"\.(.+)\.(\d+)\.tmp$")  # atomic.atomic_write's temporary names
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
@@ -133,6 +137,9 @@ def own_entries(path):
             inner = list(entry.iterdir())
             if inner:  # a seed's run, begun or finished
                 entries += own_entries(entry)
+        elif kind == "study" and entry.is_dir() and entry.name in (SWEEP_STATE, *MODEL_NAMES):
+            entries += _study_subfolder(entry)
+            foreign = False
         else:
             own = RUN_FILES if kind == "run" else STUDY_FILES
             foreign = not entry.is_file() or not (entry.name in own or TMP_FILE.match(entry.name))
@@ -140,6 +147,26 @@ def own_entries(path):
             raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes "
                             f"in a {kind} folder, so nothing in {path} was deleted; move it "
                             "away, or choose another --run-dir")
+        entries.append(entry)
+    return entries
+
+
+def _study_subfolder(path):
+    """The entries of a study's .sweep/ (state files) or <model>/ (seed-<N>/ runs), deepest
+    first; UserError (as own_entries) for anything else in them."""
+    entries = []
+    for entry in sorted(path.iterdir()):
+        if path.name == SWEEP_STATE:
+            ours = entry.is_file() and not entry.is_symlink() and \
+                (entry.suffix == ".json" or TMP_FILE.match(entry.name))
+        else:
+            ours = entry.is_dir() and not entry.is_symlink() and SEED_FOLDER.match(entry.name)
+            if ours and any(entry.iterdir()):
+                entries += own_entries(entry)
+        if not ours:
+            raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes "
+                            f"in a study folder, so nothing was deleted; move it away, or "
+                            "choose another --run-dir")
         entries.append(entry)
     return entries
 

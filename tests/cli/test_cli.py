@@ -137,7 +137,8 @@ BAD = [
     (["--lr", "0"], 2, "--lr must be positive"),
     (["--lr", "-0.1"], 2, "--lr must be positive"),
     (["--augment", "mixup"], 2, "not one of crop-flip, flip, none"),
-    (["--seeds", "1,x"], 2, "Invalid value for '--seeds': 'x' is not an integer"),
+    (["--seeds", "1,x"], 2,
+     "Invalid value for '--seeds': 'x' is neither a seed nor a range like 1-10"),
     (["--no-such-option"], 2, "No such option '--no-such-option' (see 'swishtrain train --help')"),
 ]
 

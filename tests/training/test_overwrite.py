@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from train_cli.runfolder import MARKER, read_metrics
+from train_cli.runfolder import MARKER, SWEEP_STATE, read_metrics
 
 from helpers import TINY
 
@@ -110,4 +110,5 @@ def test_overwrite_replaces_a_run_and_a_study_it_made(run_cli, cifar_dir, finish
     args = ["--data-dir", cifar_dir, "--run-dir", study, *TINY, "--epochs", 1, "--seeds", "1,2"]
     assert run_cli(*args).exit_code == 0
     assert run_cli(*args, "--overwrite").exit_code == 0
-    assert sorted(p.name for p in study.iterdir()) == [MARKER, "seed-1", "seed-2", "study.json"]
+    assert sorted(p.name for p in study.iterdir()) == sorted(
+        [MARKER, SWEEP_STATE, "seed-1", "seed-2", "study.json"])  # each seed's state: --status

@@ -106,15 +106,15 @@ def test_seed_beside_seeds_is_refused(run_cli, cifar_dir, tmp_path):
 def test_a_stop_between_two_seeds_stops_the_study_in_order(run_cli, cifar_dir, tmp_path,
                                                             monkeypatch):
     """Between one seed's run and the next no run holds the signal: the study does."""
-    from train_cli.training import study as study_module
-    real = study_module._run_seed
+    from train_cli.studies import cells
+    real = cells.run_cell
 
-    def then_stop(base, cfg, seed, *args):
-        summary = real(base, cfg, seed, *args)
-        if seed == 1:
+    def then_stop(manifest, cell, *args):
+        summary = real(manifest, cell, *args)
+        if cell.seed == 1:
             os.kill(os.getpid(), signal.SIGINT)
         return summary
-    monkeypatch.setattr(study_module, "_run_seed", then_stop)
+    monkeypatch.setattr(cells, "run_cell", then_stop)
     study = tmp_path / "study"
     result = run_cli("--data-dir", cifar_dir, "--run-dir", study, *TINY, "--epochs", 1,
                      "--seeds", "1,2")

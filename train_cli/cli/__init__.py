@@ -12,7 +12,8 @@ import click
 from click_default_group import DefaultGroup
 
 from train_cli import __version__, cuda_libs
-from train_cli.cli.options import INT_LIST, FieldType, config_options, progress_option
+from train_cli.cli.options import SEEDS, FieldType, config_options, progress_option
+from train_cli.cli.studies import run_cell, sweep
 from train_cli.cli.tools import bench, compare, evaluate, launch
 from train_cli.cluster import launched_role
 from train_cli.config import OPTIONS
@@ -89,9 +90,11 @@ def cli():
                    "`swishtrain resume RUN_DIR`).")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing, non-empty --run-dir (otherwise it is refused).")
-@click.option("--seeds", type=INT_LIST, metavar="N,N,...",
-              help="Train once per seed, one after another, into RUN_DIR/seed-<N>/ (compare "
-                   "the study with `swishtrain compare RUN_DIR ...`).")
+@click.option("--seeds", type=SEEDS, metavar="N,N-M,...",
+              help="Train once per seed (a list, ranges like 1-10), one after another, into "
+                   "RUN_DIR/seed-<N>/: a sweep of one model (compare the study with "
+                   "`swishtrain compare RUN_DIR ...`; more models or cells at once: `swishtrain "
+                   "sweep`).")
 @progress_option
 def train(config_file, resume_dir, overwrite, seeds, progress, **values):
     """Train one model on CIFAR-10 and record the run in a run folder.
@@ -119,8 +122,9 @@ def train(config_file, resume_dir, overwrite, seeds, progress, **values):
     for warning in warnings(cfg):
         click.echo(f"warning: {warning}", err=True)
     if seeds is not None:
-        from train_cli.training.study import train_seeds
-        train_seeds(spec, overwrite=overwrite, progress_bar=progress)
+        from train_cli.studies import sweep
+        sweep.start(spec, (cfg.model,), overwrite=overwrite, progress_bar=progress,
+                    one_model_layout=True, may_continue=False)
     else:
         from train_cli.training.run import train as train_run
         train_run(spec, overwrite=overwrite, progress_bar=progress)
@@ -150,16 +154,15 @@ def resume_run_or_study(path, overrides, progress):
     """Continue a run, or every seed of a study (train --resume and resume)."""
     from train_cli.runfolder import is_study
     if is_study(path):
-        from train_cli.training.study import resume_study
-        return resume_study(path, overrides, progress)
+        from train_cli.studies import sweep
+        return sweep.resume(path, overrides, progress)
+    from train_cli.studies.cells import unfinished_seeds
     from train_cli.training.run import resume
-    from train_cli.training.study import unfinished_seeds
     summary = resume(path, overrides, progress)
     study = unfinished_seeds(path)
-    if study and study[1]:  # this seed is done; its study is not
-        click.echo(f"note: {path} is one seed of the study {study[0]}, whose seeds "
-                   f"{','.join(map(str, study[1]))} are not finished: continue the whole study "
-                   f"with `swishtrain resume {study[0]}`")
+    if study and study[1]:  # this cell is done; its study is not
+        click.echo(f"note: {path} is one seed of the study {study[0]}, whose {study[1]} are "
+                   f"not finished: continue the whole study with `swishtrain resume {study[0]}`")
     return summary
 
 
@@ -181,7 +184,7 @@ def models(width):
         click.echo(f"{name:<20} {count_params(name, width):>12,}")
 
 
-for command in (launch, compare, evaluate, bench):
+for command in (launch, compare, evaluate, bench, sweep, run_cell):
     cli.add_command(command)
 
 

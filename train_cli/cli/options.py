@@ -6,7 +6,7 @@ parser from the type (a bool becomes an on/off pair), the help text and default 
 import click
 
 from train_cli.config import FIELD_NAMES, OPTIONS
-from train_cli.parsing import parse_int_list
+from train_cli.parsing import parse_int_list, parse_seeds
 
 
 class ParsedBy(click.ParamType):
@@ -33,6 +33,7 @@ class FieldType(ParsedBy):
 
 
 INT_LIST = ParsedBy(parse_int_list, "int_list")  # 1,2,3: the parser of --lr-steps and --gpus
+SEEDS = ParsedBy(parse_seeds, "seeds")  # 1-10,12: lists and ranges
 
 
 def _default_text(value):
@@ -53,15 +54,16 @@ def click_option(option, default_text=None):
                         help=f"{option.help} [default: {shown}]")
 
 
-def config_options(command=None, only=None, default_text=None):
-    """Add one option per TrainConfig field (or those in `only`), each defaulting to None.
+def config_options(command=None, only=None, default_text=None, without=()):
+    """Add one option per TrainConfig field (or those in `only`, less those in `without`), each
+    defaulting to None.
 
     default_text replaces the shown defaults (e.g. "the run's" for the options of resume).
     Usable as @config_options or @config_options(only=[...]).
     """
     if command is None:
-        return lambda command: config_options(command, only, default_text)
-    for name in reversed(only or FIELD_NAMES):
+        return lambda command: config_options(command, only, default_text, without)
+    for name in reversed([n for n in only or FIELD_NAMES if n not in without]):
         command = click_option(OPTIONS[name], default_text)(command)
     return command
 

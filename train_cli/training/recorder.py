@@ -91,16 +91,23 @@ def make_folder(path, overwrite=False, kind="run"):
     return RunFolder(path)
 
 
-def create_study(path, seeds, cfg, overwrite=False):
-    """A study folder with its study.json (seeds first, so an interrupted study resumes all)."""
+def create_study(path, manifest, overwrite=False):
+    """A study folder with its study.json (the manifest of every cell first, so an interrupted
+    study resumes all)."""
     folder = make_folder(path, overwrite, kind="study")
-    write_study(folder.path, seeds, cfg)
+    write_study(folder.path, manifest)
     return folder
 
 
-def write_study(path, seeds, cfg):
-    """study.json: the study's seeds and the options every seed ends with."""
-    atomic_write_json(Path(path) / STUDY, {"seeds": list(seeds), "config": to_dict(cfg)})
+def write_study(path, manifest):
+    """study.json: the study's manifest (studies/manifest.py: its grid, every cell's options)."""
+    atomic_write_json(Path(path) / STUDY, manifest)
+
+
+def write_cell_state(path, state):
+    """A study cell's state file (STUDY/.sweep/<cell>.json: running, done, failed, stopped)."""
+    Path(path).parent.mkdir(exist_ok=True)
+    atomic_write_json(path, state)
 
 
 def recorder_for(spec, group, overwrite=False):

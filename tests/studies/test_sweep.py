@@ -1,0 +1,131 @@
+"""`swishtrain sweep`: a grid of models x seeds, each cell a run in its own folder; the same
+command continues it; a pool of processes gives the same runs as one after another."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from train_cli.parsing import parse_seeds
+from train_cli.runfolder import read_metrics
+
+from helpers import TINY
+
+MODELS = "vgg11_bn,vgg11_bn_swish"
+TIMING = {"epoch_seconds", "train_img_per_s"}
+
+
+def sweep_args(cifar_dir, study, seeds="1-2", *more):
+    options = [a for a in TINY if a not in ("--model", "vgg11_bn")]
+    return ["sweep", "--models", MODELS, "--seeds", seeds, "--run-dir", study,
+            "--data-dir", cifar_dir, "--epochs", 1, *options, *more]
+
+
+def cell_results(study):
+    """{cell folder: (metrics without timing, best.params bytes)} of every finished cell."""
+    found = {}
+    for summary in sorted(study.glob("*/seed-*/summary.json")):
+        folder = summary.parent
+        rows = [{k: v for k, v in r.items() if k not in TIMING}
+                for r in read_metrics(folder / "metrics.csv")]
+        found[f"{folder.parent.name}/{folder.name}"] = (rows, (folder / "best.params").read_bytes())
+    return found
+
+
+def test_seed_lists_take_ranges():
+    assert parse_seeds("1-3,7") == (1, 2, 3, 7)
+    assert parse_seeds("5") == (5,)
+    with pytest.raises(ValueError, match="runs backwards"):
+        parse_seeds("3-1")
+    with pytest.raises(ValueError, match="neither a seed nor a range"):
+        parse_seeds("1,x")
+
+
+def test_a_sweep_trains_every_cell_and_the_same_command_continues_it(run_cli, cifar_dir,
+                                                                     tmp_path):
+    study = tmp_path / "study"
+    result = run_cli(*sweep_args(cifar_dir, study))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((study / "study.json").read_text())
+    assert [(c["model"], c["seed"], c["dir"]) for c in manifest["cells"]] == [
+        ("vgg11_bn", 1, "vgg11_bn/seed-1"), ("vgg11_bn", 2, "vgg11_bn/seed-2"),
+        ("vgg11_bn_swish", 1, "vgg11_bn_swish/seed-1"),
+        ("vgg11_bn_swish", 2, "vgg11_bn_swish/seed-2")]
+    assert all(c["config"]["model"] == c["model"] and c["config"]["seed"] == c["seed"]
+               and c["config"]["width"] == 0.125 for c in manifest["cells"])
+    first = cell_results(study)
+    assert len(first) == 4
+    assert "Best validation accuracy of vgg11_bn_swish: mean" in result.stdout
+    # again: nothing is trained, everything is reported
+    again = run_cli(*sweep_args(cifar_dir, study))
+    assert again.exit_code == 0, again.output
+    assert again.stdout.count(": finished, in ") == 4 and cell_results(study) == first
+    # a cell that lost its end is resumed, a missing one started, and they equal the first ones
+    (study / "vgg11_bn" / "seed-2" / "summary.json").unlink()
+    for name in ("metrics.csv", "summary.json", "best.params", "last.ckpt", "config.json",
+                 ".swishtrain"):
+        (study / "vgg11_bn_swish" / "seed-1" / name).unlink()
+    (study / "vgg11_bn_swish" / "seed-1").rmdir()
+    third = run_cli(*sweep_args(cifar_dir, study))
+    assert third.exit_code == 0, third.output
+    assert "vgg11_bn seed 2 (2/4): resuming" in third.stdout
+    assert "vgg11_bn_swish seed 1 (3/4) -> " in third.stdout
+    assert cell_results(study) == first
+    compared = run_cli("compare", study, "--json")
+    assert compared.exit_code == 0, compared.output
+    assert [g["runs"] for g in json.loads(compared.stdout)["groups"]] == [2, 2]
+
+
+def test_more_seeds_add_cells_and_other_options_are_refused(run_cli, cifar_dir, tmp_path):
+    study = tmp_path / "study"
+    assert run_cli(*sweep_args(cifar_dir, study, "1")).exit_code == 0
+    before = (study / "study.json").read_text()
+    refused = run_cli(*sweep_args(cifar_dir, study, "1", "--lr", "0.01"))
+    assert refused.exit_code == 2
+    assert "--lr 0.05 -> 0.01" in refused.stderr and "another --run-dir" in refused.stderr
+    dropped = run_cli(*[a if a != MODELS else "vgg11_bn" for a in sweep_args(cifar_dir, study,
+                                                                              "1")])
+    assert dropped.exit_code == 2 and "also has vgg11_bn_swish seed 1" in dropped.stderr
+    assert (study / "study.json").read_text() == before  # refused: nothing changed
+    added = run_cli(*sweep_args(cifar_dir, study, "1-2"))
+    assert added.exit_code == 0, added.output
+    assert "adding to" in added.stdout and "vgg11_bn seed 2, vgg11_bn_swish seed 2" in added.stdout
+    assert added.stdout.count(": finished, in ") == 2 and len(cell_results(study)) == 4
+
+
+def test_a_pool_of_two_gives_the_runs_one_after_another_gives(run_cli, cifar_dir, tmp_path):
+    """Paired with a sweep of one cell at a time on one thread, as each of the pool's two cells
+    has (oneDNN's sums, and so the last bits, depend on the number of threads)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "train_cli", *map(str, sweep_args(cifar_dir, one))],
+                   env=dict(os.environ, OMP_NUM_THREADS="1"), check=True, capture_output=True)
+    result = run_cli(*sweep_args(cifar_dir, two, "1-2", "--jobs", "2"))
+    assert result.exit_code == 0, result.output
+    assert "running 4, 2 at a time (1 core(s) each)" in result.stdout
+    assert "[vgg11_bn_swish seed 2] " in result.stdout  # each cell's lines carry its name
+    assert cell_results(two) == cell_results(one)
+    status = run_cli("sweep", "--status", two)
+    assert status.exit_code == 0, status.output
+    cells = [line for line in status.stdout.splitlines() if line.startswith("vgg11")]
+    assert len(cells) == 4 and all(" done " in line for line in cells)
+    assert "4 done of 4 cells" in status.stdout and "time left: none" in status.stdout
+
+
+def test_status_shows_what_is_left(run_cli, cifar_dir, tmp_path):
+    study = tmp_path / "study"
+    assert run_cli(*sweep_args(cifar_dir, study, "1")).exit_code == 0
+    (study / "vgg11_bn_swish" / "seed-1" / "summary.json").unlink()
+    manifest = json.loads((study / "study.json").read_text())
+    manifest["seeds"].append(2)  # a cell that never began
+    manifest["cells"].append(dict(manifest["cells"][0], seed=2, dir="vgg11_bn/seed-2"))
+    (study / "study.json").write_text(json.dumps(manifest))
+    status = run_cli("sweep", "--status", study)
+    assert status.exit_code == 0, status.output
+    lines = {line.split()[0] + " " + line.split()[2]: line for line in status.stdout.splitlines()
+             if line.startswith("vgg11")}
+    assert " done " in lines["vgg11_bn 1"] and "1 / 1" in lines["vgg11_bn 1"]
+    assert " queued " in lines["vgg11_bn 2"] and "0 / 1" in lines["vgg11_bn 2"]
+    assert " stopped " in lines["vgg11_bn_swish 1"]  # begun, not finished
+    assert "1 done, 1 queued, 1 stopped of 3 cells" in status.stdout
+    assert "time left: about" in status.stdout
