@@ -10,6 +10,8 @@ from train_cli.startup import before_mxnet  # noqa: E402
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 before_mxnet()
 
+from slurm_cluster import SlurmCluster, missing  # noqa: E402
+
 from train_cli.cli import cli  # noqa: E402
 
 from helpers import write_cifar  # noqa: E402
@@ -51,3 +53,25 @@ def standin_gpus(gpu_environment):
     """`--gpus` runs on the CPU stand-in (training/gpus.py): cpu(1), cpu(2), ..."""
     gpu_environment.setenv("SWISHTRAIN_GPU_STANDIN", "1")
     return gpu_environment
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A started one-node Slurm cluster (a SlurmCluster), stopped after the module's tests."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_env(slurm_cluster, monkeypatch):
+    """os.environ pointed at slurm_cluster (SLURM_CONF; no outer job's SLURM_* variables), so
+    in-process code that runs sbatch or srun reaches it; the cluster is returned."""
+    for name in list(os.environ):
+        if name.startswith(("SLURM_", "SBATCH_", "SALLOC_", "SRUN_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf_path))
+    monkeypatch.setenv("PATH", slurm_cluster.env["PATH"])
+    return slurm_cluster

@@ -7,7 +7,8 @@
     last.ckpt     everything needed to resume (training/checkpoint.py)
     study.json    only in a study folder: its manifest (studies/manifest.py), a run per cell in
                   <model>/seed-<N>/ (seed-<N>/ in a study of one model, `train --seeds`)
-    .sweep/       only in a study folder: each cell's state (<cell>.json), for --status
+    .sweep/       only in a study folder: each cell's state (<cell>.json), for --status; a
+                  Slurm job array's script (slurm-<time>.sh), its tasks' output (*.log)
     .swishtrain   the marker written first into every folder swishtrain makes (its kind)
     .<file>.<pid>.tmp  an atomic write in progress (atomic.py); left behind only by a kill
 
@@ -158,7 +159,7 @@ def _study_subfolder(path):
     for entry in sorted(path.iterdir()):
         if path.name == SWEEP_STATE:
             ours = entry.is_file() and not entry.is_symlink() and \
-                (entry.suffix == ".json" or TMP_FILE.match(entry.name))
+                (entry.suffix in (".json", ".sh", ".log") or TMP_FILE.match(entry.name))
         else:
             ours = entry.is_dir() and not entry.is_symlink() and SEED_FOLDER.match(entry.name)
             if ours and any(entry.iterdir()):

@@ -18,7 +18,7 @@ from train_cli.runfolder import CHECKPOINT, SUMMARY, SWEEP_STATE, RunFolder
 from train_cli.training import run as single
 from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import echo
-from train_cli.training.recorder import write_cell_state
+from train_cli.training.recorder import write_sweep_file
 
 
 def state_file(manifest, cell):
@@ -28,7 +28,7 @@ def state_file(manifest, cell):
 
 def record_state(manifest, cell, state, **details):
     """Record a cell's state (with this process and host) for --status."""
-    write_cell_state(state_file(manifest, cell), dict(
+    write_sweep_file(state_file(manifest, cell), dict(
         state=state, pid=os.getpid(), host=socket.gethostname(), time=time.time(), **details))
 
 

@@ -104,10 +104,14 @@ def write_study(path, manifest):
     atomic_write_json(Path(path) / STUDY, manifest)
 
 
-def write_cell_state(path, state):
-    """A study cell's state file (STUDY/.sweep/<cell>.json: running, done, failed, stopped)."""
+def write_sweep_file(path, content):
+    """A file of a study's .sweep/ folder: a cell's state (a dict, as JSON: running, done,
+    failed, stopped) or an executor's script (text)."""
     Path(path).parent.mkdir(exist_ok=True)
-    atomic_write_json(path, state)
+    if isinstance(content, dict):
+        atomic_write_json(path, content)
+    else:
+        atomic_write_bytes(path, content.encode())
 
 
 def recorder_for(spec, group, overwrite=False):
