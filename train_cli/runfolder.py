@@ -192,10 +192,11 @@ class RunFolder:
         """The rows of metrics.csv (FileNotFoundError, ValueError, ... pass through)."""
         return read_metrics(self.file(METRICS))
 
-    def config(self):
-        """The TrainConfig the run was trained with (from config.json)."""
+    def config(self, saved=None):
+        """The TrainConfig the run was trained with (from config.json, or saved: its content,
+        read already)."""
         try:
-            return from_dict(self.read_json(CONFIG)["config"])
+            return from_dict((saved or self.read_json(CONFIG))["config"])
         except (KeyError, TypeError, UserError) as e:
             raise UserError(f"{self.file(CONFIG)} is not a valid swishtrain config ({e})") \
                 from None
