@@ -5,6 +5,8 @@
     summary.json  best/final accuracies, written when the run ends
     best.params   weights of the best validation epoch (standard Gluon format)
     last.ckpt     everything needed to resume (training/checkpoint.py)
+    tensorboard/  the curves of metrics.csv as TensorBoard event files, one file per session
+                  (training/tensorboard.py): a view for `tensorboard --logdir`, not the record
     study.json    only in a study folder: its seeds and options (one seed-<N>/ run per seed)
     .swishtrain   the marker written first into every folder swishtrain makes (its kind)
     .<file>.<pid>.tmp  an atomic write in progress (atomic.py); left behind only by a kill
@@ -27,12 +29,15 @@ CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
 STUDY = "study.json"
 BEST_PARAMS, CHECKPOINT = "best.params", "last.ckpt"
 MARKER = ".swishtrain"
+TENSORBOARD = "tensorboard"  # a folder of a run's event files
+EVENT_FILE = re.compile(r"events\.out\.tfevents\.")  # the names tensorboardX gives them
 RUN_FILES = {MARKER, CONFIG, METRICS, SUMMARY, BEST_PARAMS, CHECKPOINT}
 STUDY_FILES = {MARKER, STUDY}
 SEED_FOLDER = re.compile(r"seed-\d+$")
 TMP_FILE = re.compile(r"\.(.+)\.(\d+)\.tmp$")  # atomic.atomic_write's temporary names
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "epoch_seconds", "train_img_per_s", "skipped_steps"]
+CURVES = METRIC_FIELDS[1:]  # the columns TensorBoard plots against the epoch
 # summary.json's selected_on: the split the best epoch was selected on
 SELECTED_ON_TEST, SELECTED_ON_HELD_OUT = "test split", "held-out validation split"
 
@@ -133,15 +138,26 @@ def own_entries(path):
             inner = list(entry.iterdir())
             if inner:  # a seed's run, begun or finished
                 entries += own_entries(entry)
+        elif kind == "run" and entry.name == TENSORBOARD and entry.is_dir():
+            foreign = False
+            for event_file in sorted(entry.iterdir()):  # event files only, none a link
+                if event_file.is_symlink() or not event_file.is_file() or \
+                        not EVENT_FILE.match(event_file.name):
+                    _refuse(event_file, kind, path)
+                entries.append(event_file)
         else:
             own = RUN_FILES if kind == "run" else STUDY_FILES
             foreign = not entry.is_file() or not (entry.name in own or TMP_FILE.match(entry.name))
         if foreign:
-            raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes "
-                            f"in a {kind} folder, so nothing in {path} was deleted; move it "
-                            "away, or choose another --run-dir")
+            _refuse(entry, kind, path)
         entries.append(entry)
     return entries
+
+
+def _refuse(entry, kind, path):
+    raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes in a "
+                    f"{kind} folder, so nothing in {path} was deleted; move it away, or choose "
+                    "another --run-dir")
 
 
 def is_study(path):
