@@ -5,6 +5,8 @@
     summary.json  best/final accuracies, written when the run ends
     best.params   weights of the best validation epoch (standard Gluon format)
     last.ckpt     everything needed to resume (training/checkpoint.py)
+    tensorboard/  the curves of metrics.csv as TensorBoard event files, one file per session
+                  (training/tensorboard.py): a view for `tensorboard --logdir`, not the record
     study.json    only in a study folder: its manifest (studies/manifest.py), a run per cell in
                   <model>/seed-<N>/ (seed-<N>/ in a study of one model, `train --seeds`)
     .sweep/       only in a study folder: each cell's state (<cell>.json), for --status; a
@@ -31,6 +33,8 @@ CONFIG, METRICS, SUMMARY = "config.json", "metrics.csv", "summary.json"
 STUDY = "study.json"
 BEST_PARAMS, CHECKPOINT = "best.params", "last.ckpt"
 MARKER = ".swishtrain"
+TENSORBOARD = "tensorboard"  # a folder of a run's event files
+EVENT_FILE = re.compile(r"events\.out\.tfevents\.")  # the names tensorboardX gives them
 RUN_FILES = {MARKER, CONFIG, METRICS, SUMMARY, BEST_PARAMS, CHECKPOINT}
 STUDY_FILES = {MARKER, STUDY}
 SWEEP_STATE = ".sweep"
@@ -38,6 +42,7 @@ SEED_FOLDER = re.compile(r"seed-\d+$")
 TMP_FILE = re.compile(r"\.(.+)\.(\d+)\.tmp$")  # atomic.atomic_write's temporary names
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                  "epoch_seconds", "train_img_per_s", "skipped_steps"]
+CURVES = METRIC_FIELDS[1:]  # the columns TensorBoard plots against the epoch
 # summary.json's selected_on: the split the best epoch was selected on
 SELECTED_ON_TEST, SELECTED_ON_HELD_OUT = "test split", "held-out validation split"
 
@@ -141,13 +146,18 @@ def own_entries(path):
         elif kind == "study" and entry.is_dir() and entry.name in (SWEEP_STATE, *MODEL_NAMES):
             entries += _study_subfolder(entry)
             foreign = False
+        elif kind == "run" and entry.name == TENSORBOARD and entry.is_dir():
+            foreign = False
+            for event_file in sorted(entry.iterdir()):  # event files only, none a link
+                if event_file.is_symlink() or not event_file.is_file() or \
+                        not EVENT_FILE.match(event_file.name):
+                    _refuse(event_file, kind, path)
+                entries.append(event_file)
         else:
             own = RUN_FILES if kind == "run" else STUDY_FILES
             foreign = not entry.is_file() or not (entry.name in own or TMP_FILE.match(entry.name))
         if foreign:
-            raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes "
-                            f"in a {kind} folder, so nothing in {path} was deleted; move it "
-                            "away, or choose another --run-dir")
+            _refuse(entry, kind, path)
         entries.append(entry)
     return entries
 
@@ -165,11 +175,15 @@ def _study_subfolder(path):
             if ours and any(entry.iterdir()):
                 entries += own_entries(entry)
         if not ours:
-            raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes "
-                            f"in a study folder, so nothing was deleted; move it away, or "
-                            "choose another --run-dir")
+            _refuse(entry, "study", path.parent)
         entries.append(entry)
     return entries
+
+
+def _refuse(entry, kind, path):
+    raise UserError(f"--overwrite refused: {entry} is not something swishtrain writes in a "
+                    f"{kind} folder, so nothing in {path} was deleted; move it away, or choose "
+                    "another --run-dir")
 
 
 def is_study(path):
@@ -220,10 +234,11 @@ class RunFolder:
         """The rows of metrics.csv (FileNotFoundError, ValueError, ... pass through)."""
         return read_metrics(self.file(METRICS))
 
-    def config(self):
-        """The TrainConfig the run was trained with (from config.json)."""
+    def config(self, saved=None):
+        """The TrainConfig the run was trained with (from config.json, or saved: its content,
+        read already)."""
         try:
-            return from_dict(self.read_json(CONFIG)["config"])
+            return from_dict((saved or self.read_json(CONFIG))["config"])
         except (KeyError, TypeError, UserError) as e:
             raise UserError(f"{self.file(CONFIG)} is not a valid swishtrain config ({e})") \
                 from None

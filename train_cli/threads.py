@@ -7,10 +7,16 @@ MXNet's defaults, 188-197 img/s with OMP_NUM_THREADS=<cores> and MXNET_CPU_WORKE
 The one place these settings are decided. configure() is called, before anything imports
 mxnet, by the `swishtrain` entry point (cli.main), by the benchmarks and by the test suite's
 conftest; importing train_cli itself changes no environment variable. A user's own values win.
-`swishtrain launch` gives each worker its share of the cores instead (cluster/placement.py).
+`swishtrain launch` gives each worker its share of the cores instead (share(), asked by
+cluster/placement.py here and by cluster/remote.py on another host).
 """
 import os
 import sys
+
+
+def share(processes):
+    """OpenMP threads of each of `processes` processes that share this machine's cores."""
+    return max(1, available_cores() // max(1, processes))
 
 
 def available_cores():

@@ -128,3 +128,11 @@ def test_bench_table_says_why_instead_of_a_ratio_above_one(run_cli, monkeypatch)
     line = next(x for x in result.stdout.splitlines() if x.startswith("fraction of ceiling"))
     assert "n/a" in line
     assert "note: the model's" in result.stdout and "above the GEMM ceiling" in result.stdout
+
+
+def test_bench_refuses_options_that_cannot_go_together_before_the_devices(run_cli):
+    """As a run does: the rule's own message, not the GPU preflight's."""
+    result = run_cli("bench", "--gpus", "0", "--cpu-devices", "2")
+    assert result.exit_code == 2 and "cannot be combined with --gpus" in result.stderr
+    result = run_cli("bench", "--gpus", "0", "--dtype", "bfloat16")
+    assert result.exit_code == 2 and "bfloat16 runs on the CPU only" in result.stderr

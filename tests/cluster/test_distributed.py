@@ -213,6 +213,29 @@ def test_a_launched_run_with_split_gpus_resumes_with_the_same_split(run_cli, tmp
     plan = dry_run(run_cli, "-n", "2", "--", "--resume", run_dir, "--epochs", "5")
     assert gpus_of(plan["worker 0"][1]) == "0,1" and gpus_of(plan["worker 1"][1]) == "2,3"
     assert "SWISHTRAIN_JOB_GPUS=0,1,2,3" in plan["worker 0"][1]
+    # other GPUs, as many as the job had: each worker its share of them
+    plan = dry_run(run_cli, "-n", "2", "--", "--resume", run_dir, "--gpus", "4,5,6,7")
+    assert gpus_of(plan["worker 0"][1]) == "4,5" and gpus_of(plan["worker 1"][1]) == "6,7"
+    fewer = run_cli("launch", "--dry-run", "-n", "2", "--", "--resume", run_dir, "--gpus", "0,1")
+    assert fewer.exit_code == 2 and "as many as the run used (4)" in fewer.stderr
+
+
+def test_launch_refuses_what_its_workers_would_refuse(run_cli, tmp_path):
+    """--seeds and a 1-worker job's run resumed alone fail here, once, with the fix."""
+    import json
+
+    from train_cli.config import TrainConfig, to_dict
+    seeds = run_cli("launch", "--dry-run", "-n", "2", "--", "--seeds", "1,2")
+    assert seeds.exit_code == 2 and "launch one job per seed" in seeds.stderr
+    run_dir = tmp_path / "one-worker"
+    run_dir.mkdir()
+    cfg = to_dict(TrainConfig(kvstore="dist_sync", run_dir=str(run_dir)))
+    (run_dir / "config.json").write_text(json.dumps(
+        {"config": cfg, "workers": 1, "random_streams": 2}))
+    alone = run_cli("resume", run_dir)
+    assert alone.exit_code == 1
+    assert f"resume it the same way: swishtrain launch -n 1 -- --resume {run_dir}" in \
+        alone.stderr
 
 
 def test_each_worker_can_get_its_own_gpus_but_none_twice(run_cli):

@@ -282,7 +282,9 @@ def test_the_readme_example_trains_across_hosts(hosts, data_dir, tmp_path):
     # written once, by rank 0: one folder, one session, its files and nothing half-written
     assert os.listdir(run_dir.parent) == ["two-hosts"]
     assert sorted(os.listdir(run_dir)) == [".swishtrain", "best.params", "config.json",
-                                           "last.ckpt", "metrics.csv", "summary.json"]
+                                           "last.ckpt", "metrics.csv", "summary.json",
+                                           "tensorboard"]
+    assert len(os.listdir(run_dir / "tensorboard")) == 1  # rank 0's one session
     assert len(json.loads((run_dir / "config.json").read_text())["sessions"]) == 1
     hosts.assert_all_gone()
 

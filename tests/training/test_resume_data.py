@@ -38,7 +38,7 @@ def run_copy(trained, tmp_path):
 
 
 def snapshot(folder):
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def config(run):

@@ -34,10 +34,12 @@ from train_cli.data.loader import Prefetcher, train_batches
 from train_cli.model import swish_op
 from train_cli.model.spec import uses_fused_op
 from train_cli.model.vgg import count_params
+from train_cli.runspec import rules
 
 
 def run_bench(cfg, steps=10, repeats=3, warmup=2, sgemm_size=2048):
     """Measure one configuration; returns a JSON-ready dict."""
+    rules.check_options(cfg)  # before the devices' preflight, as a run does
     train_step = TrainStep(cfg)
     engine, contexts, batch = train_step.engine, train_step.contexts, train_step.batch
     split = synthetic_split(batch * steps)

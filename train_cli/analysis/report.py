@@ -26,8 +26,8 @@ COLUMNS = ["group", "runs", "val / test images", "best val acc (%)", "best epoch
 FEW_RUNS = 5
 WIDTH = 100  # explanations wrap here; table rows are as wide as their cells
 MARK = "*"  # after a best val acc selected on the test split
-SELECTED_ON_TEST = ("selected on the test split (validation = test): an optimistic test figure, "
-                    "not the verdict's")
+SELECTED_ON_TEST_NOTE = ("selected on the test split (validation = test): an optimistic test "
+                         "figure, not the verdict's")
 
 
 def percent(fraction):
@@ -140,7 +140,7 @@ def text(comparison):
     lines.append("val / test images: sizes of the validation and test splits (= test: validation "
                  "is the test split)")
     if marked:
-        lines.append(f"{MARK} {SELECTED_ON_TEST}")
+        lines.append(f"{MARK} {SELECTED_ON_TEST_NOTE}")
     lines += _wrap(_verdict_figure(comparison), "  ")
     if comparison.differences:
         lines += ["", f"difference in mean {metric_name(comparison.metric)} "
@@ -179,7 +179,7 @@ def _group_json(group):
                 selected_on=selected_on(s.val_is_test), val_is_test=s.val_is_test,
                 val_images=s.val_images, test_images=s.test_images,
                 best_val_acc_mean=s.best_val_acc.mean, best_val_acc_std=s.best_val_acc.std,
-                best_val_acc_note=SELECTED_ON_TEST if s.val_is_test else None,
+                best_val_acc_note=SELECTED_ON_TEST_NOTE if s.val_is_test else None,
                 best_epoch_median=s.best_epoch_median,
                 final_val_acc_mean=s.final_val_acc.mean, final_val_acc_std=s.final_val_acc.std,
                 test_acc_mean=s.test_acc.mean, test_acc_std=s.test_acc.std,

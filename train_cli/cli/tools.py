@@ -193,14 +193,16 @@ BENCH_OPTIONS = ["model", "width", "batch_size", "eval_batch_size", "gpus", "cpu
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Measurements of each figure (median, min and max are reported).")
 @click.option("--sgemm-size", type=click.IntRange(min=16), default=2048, show_default=True,
-              help="Side of the square matrices of the sgemm ceiling measurement.")
+              help="Side of the square matrices of the GEMM ceiling measurement.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def bench(steps, repeats, sgemm_size, as_json, **values):
     """Measure throughput and compute efficiency for a model on this machine.
 
     Reports train-step, whole-epoch (with data pipeline), evaluation and data-pipeline images
-    per second, FLOPs per training image, achieved GFLOP/s and a sgemm ceiling measured in the
-    same process. Uses synthetic images: no dataset is needed.
+    per second, FLOPs per training image, achieved GFLOP/s, a GEMM ceiling measured in the same
+    process (on the CPU oneDNN's, the convolutions' library) and the CPU's arithmetic peak; a
+    figure above its bound is said in words, not as a ratio. Uses synthetic images: no dataset
+    is needed.
 
     \b
     Example:

@@ -1,8 +1,9 @@
 """The job spec: `swishtrain launch`'s options and the workers' train options, parsed once.
 
 The launch command hands `parse` its own options and the workers' options as `swishtrain train`
-parsed them; every rule (runspec/rules.py) is applied here, before any process starts, with the
-spec the workers will resolve. Placement, supervision and the restart loop only read the result.
+parsed them; parse resolves the RunSpec that rank 0 will (runspec, with every rule of
+runspec/rules.py that can be decided before the job exists), so a bad option fails here, before
+any process starts. Placement, supervision and the restart loop only read the result.
 """
 import ipaddress
 from dataclasses import dataclass, replace
@@ -57,8 +58,7 @@ class JobSpec:
 
     def restart_args(self):
         """The train options that continue the job after a failure."""
-        folder = Path(self.run_dir)
-        if (folder / CHECKPOINT).is_file() or (folder / STUDY).is_file():
+        if (Path(self.run_dir) / CHECKPOINT).is_file():
             return ["--resume", self.run_dir, *self.resumable]
         # it failed before its first checkpoint: start it again; what the folder holds was
         # written by this job only if the folder was new
@@ -108,20 +108,23 @@ def parse(workers, servers, train_args, params, stamp, hosts=(), **launch):
         if not folder.has(CONFIG):
             raise UsageError(f"{run_dir} is a study (--seeds), whose seeds train in one process; "
                              f"resume it with: swishtrain resume {run_dir}")
-        saved = folder.config()
+        saved_json = folder.read_json(CONFIG)
+        saved = folder.config(saved_json)
         kvstore = rules.launch_kvstore(None, saved.kvstore)
-        trained = folder.read_json(CONFIG).get("workers", 1)
-        run = runspec.resumed_run(run_dir, saved, values, trained, environ)
-        # the job's whole GPU list (config.json's gpus are rank 0's share of it)
-        gpus = values.get("gpus") or tuple(folder.read_json(CONFIG).get("job_gpus") or
-                                           run.config.gpus)
-        spec = replace(spec, resuming=True, gpus=gpus)
+        # the job's whole GPU list (config.json's gpus are rank 0's share of it): other GPUs,
+        # as many as the job had; each worker then checks its share against its own
+        job_gpus = tuple(saved_json.get("job_gpus") or saved.gpus)
+        rules.resumed_config(replace(saved, gpus=job_gpus), {"gpus": values.get("gpus")})
+        run = runspec.resumed_run(run_dir, saved, dict(values, gpus=None),
+                                  saved_json.get("workers", 1), environ)
+        spec = replace(spec, resuming=True, gpus=values.get("gpus") or job_gpus)
     else:
         cfg = build_config(values, params.get("config_file"))
         # a config file's distributed KVStore counts as given; its others are replaced
         kvstore = rules.launch_kvstore(given or (cfg.kvstore if rules.is_distributed(cfg.kvstore)
                                                  else None))
-        run = runspec.new_run(replace(cfg, kvstore=kvstore), stamp=stamp, environ=environ)
+        run = runspec.new_run(replace(cfg, kvstore=kvstore), params.get("seeds"), stamp=stamp,
+                              environ=environ)  # --seeds: refused, one process per job
         path = run.run_dir
         fresh = not path.exists() or (path.is_dir() and not any(path.iterdir()))
         spec = replace(spec, gpus=cfg.gpus, fresh_folder=fresh)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from train_cli.cluster import JOB_GPUS
 from train_cli.errors import UsageError
 from train_cli.runfolder import RUN_STAMP_ENV
-from train_cli.threads import available_cores, user_choice
+from train_cli.threads import share, user_choice
 
 SSH_ENV = "SWISHTRAIN_SSH"  # the ssh command, e.g. "ssh -i ~/.ssh/cluster -p 2222"
 HOST_WORKERS_ENV = "SWISHTRAIN_WORKERS_ON_HOST"  # read by the supervisor to size its threads
@@ -129,7 +129,7 @@ def local_threads(job):
     """OpenMP threads of each local worker: the user's OMP_NUM_THREADS, else this machine's
     cores shared by the workers (the entry point's own default, all the cores, is no choice:
     N workers would each run a team as wide as the machine)."""
-    return user_choice("OMP_NUM_THREADS") or str(max(1, available_cores() // job.workers))
+    return user_choice("OMP_NUM_THREADS") or str(share(job.workers))
 
 
 def process_env(job, role, port, host=None, environ=os.environ):
@@ -205,7 +205,7 @@ def plan(job, port):
         planned.append(Planned("server", i, host, SERVER_CMD,
                                process_env(job, "server", port, host)))
     hosts = worker_hosts(job)
-    for i, share in enumerate(split_gpus(job.gpus, hosts, job.worker_gpus)):
-        planned.append(Planned("worker", i, hosts[i], worker_command(job, share),
+    for i, gpus in enumerate(split_gpus(job.gpus, hosts, job.worker_gpus)):
+        planned.append(Planned("worker", i, hosts[i], worker_command(job, gpus),
                                process_env(job, "worker", port, hosts[i])))
     return planned

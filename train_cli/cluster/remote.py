@@ -17,7 +17,7 @@ import time
 from train_cli.cluster.placement import HOST_WORKERS_ENV, ssh_command
 from train_cli.cluster.procfs import cpu_and_state, kill_group
 from train_cli.errors import UserError
-from train_cli.threads import available_cores
+from train_cli.threads import share
 
 GRACE_SECONDS = 3  # between SIGTERM and SIGKILL when tearing down
 HEARTBEAT_SECONDS = 1.0  # how often CPU time is sampled (launcher) or reported (supervisor)
@@ -63,7 +63,7 @@ def supervise(cmd):
     """
     env = dict(os.environ)
     on_host = int(env.pop(HOST_WORKERS_ENV, "1") or 1)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // max(1, on_host))))
+    env.setdefault("OMP_NUM_THREADS", str(share(on_host)))
     lock, ended = threading.Lock(), threading.Event()
     out = sys.stdout.buffer
 

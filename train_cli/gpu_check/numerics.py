@@ -50,16 +50,12 @@ def check_float32_is_float32(work):
 
 
 def _engine(model, dtype, contexts, batch):
-    from train_cli.config import TrainConfig
-    return _build(TrainConfig(model=model, width=0.25, dropout=0.0, dtype=dtype,
-                              batch_size=batch, gpus=(0,) if dtype == "float16" else (), lr=0.05),
-                  contexts)
-
-
-def _build(cfg, contexts):
-    """An engine of cfg in this process on contexts (one GPU's, or the CPU's reference)."""
     from train_cli.analysis.harness import build_engine
-    return build_engine(cfg, contexts)
+    from train_cli.config import TrainConfig
+    return build_engine(TrainConfig(model=model, width=0.25, dropout=0.0, dtype=dtype,
+                                    batch_size=batch, gpus=(0,) if dtype == "float16" else (),
+                                    lr=0.05), contexts)
+
 
 
 def _weights(engine):
@@ -144,6 +140,7 @@ def check_float16_overflow_is_skipped(work):
 
 def check_one_vs_two_gpus(work):
     """1 GPU and 2 GPUs on the same global batch make the same update (vgg11, no BN/dropout)."""
+    from train_cli.analysis.harness import build_engine
     from train_cli.config import TrainConfig
     from train_cli.mxnet_private import structural_params
     if len(gpu_ids()) < 2:
@@ -154,7 +151,7 @@ def check_one_vs_two_gpus(work):
     params = []
     for gpus, per_gpu in (((0,), 32), ((0, 1), 16)):
         cfg = TrainConfig(model="vgg11", width=0.25, dropout=0.0, gpus=gpus, batch_size=per_gpu)
-        engine = _build(cfg, [context(g) for g in gpus])
+        engine = build_engine(cfg, [context(g) for g in gpus])
         engine.step(engine.load(images), engine.load(labels, cast=False))
         params.append({k: p.list_data()[0].asnumpy()
                        for k, p in structural_params(engine.net).items()})

@@ -4,9 +4,10 @@
     Devices     --gpus or --cpu-devices: their kind, ids and how a batch spreads over them
     JobShape    the KVStore, the number of workers and servers, the whole job's --gpus
 
-The command line resolves a spec (new_run, resumed_run, one_process) and passes it down: the
-engine, recorder, study, launcher and analysis read it and never derive these facts again. Only
-what the job itself says once joined (this worker's rank) comes from the process group.
+A spec is resolved where a run is decided (new_run by the train command and by a study for each
+cell, resumed_run by resume, one_process by evaluate and bench, and by the launcher for rank 0's
+view) and passed down: the engine, recorder and loop read it and never derive these facts again.
+Only what the job itself says once joined (this worker's rank) comes from the process group.
 Every rule that decides whether a combination is allowed is in rules.py. No mxnet import.
 """
 import os
@@ -41,7 +42,6 @@ class JobShape:
     kvstore: str  # the Trainer's KVStore
     workers: int = 1
     servers: int = 0
-    launched: bool = False  # a worker of `swishtrain launch` (even a job of one worker)
     gpus: tuple = ()  # the whole job's --gpus, which a launcher split over its workers
 
     @property
@@ -93,7 +93,7 @@ def _job(cfg, environ):
     if role != "worker":
         return JobShape(cfg.kvstore, gpus=tuple(cfg.gpus))
     workers, servers = launched_size(environ)
-    return JobShape(cfg.kvstore, workers, servers, launched=True,
+    return JobShape(cfg.kvstore, workers, servers,
                     gpus=launched_job_gpus(environ) or tuple(cfg.gpus))
 
 
@@ -116,17 +116,19 @@ def resumed_run(path, cfg, overrides, trained_workers=1, environ=os.environ):
     validate(cfg)
     rules.check_options(cfg)
     rules.check_resumable(cfg.kvstore)
-    launched = launched_role(environ) == "worker"
-    rules.check_workers(path, trained_workers, launched_size(environ)[0] if launched else None,
-                        resume_command(path, trained_workers))
+    here = launched_size(environ)[0] if launched_role(environ) == "worker" else None
+    distributed = rules.is_distributed(cfg.kvstore)
+    rules.check_workers(path, trained_workers, here,
+                        resume_command(path, trained_workers, distributed), distributed)
     return RunSpec(cfg, Path(path), devices_of(cfg), _job(cfg, environ), resumed=True)
 
 
-def resume_command(path, workers):
-    """The command that continues a run of this many workers."""
+def resume_command(path, workers, launched=False):
+    """The command that continues a run of this many workers (of `swishtrain launch`, if
+    launched: a job of one worker too)."""
     path = shlex.quote(str(path))
-    return f"swishtrain launch -n {workers} -- --resume {path}" if workers > 1 else \
-        f"swishtrain resume {path}"
+    return f"swishtrain launch -n {workers} -- --resume {path}" if workers > 1 or launched \
+        else f"swishtrain resume {path}"
 
 
 def one_process(cfg):

@@ -144,12 +144,16 @@ def check_resumable(kvstore):
                         "state lives on the servers, which are gone; start a new run")
 
 
-def check_workers(folder, trained, workers, how):
-    """Raise UserError unless a run trained by `trained` workers resumes in a job of as many
-    (workers: this job's, None outside `swishtrain launch`); how: the command that would."""
+def check_workers(folder, trained, workers, how, launched=False):
+    """Raise UserError unless a run trained by `trained` workers (of `swishtrain launch`, if
+    launched) resumes in a job of as many (workers: this job's, None outside a launched job);
+    how: the command that would."""
     if trained > 1 and workers is None:
         raise UserError(f"{folder} was trained by {trained} workers; resume it the same way: "
                         f"{how}")
+    if launched and workers is None:
+        raise UserError(f"{folder} was trained by 1 worker of `swishtrain launch`; resume it "
+                        f"the same way: {how}")
     if (workers or 1) != trained:  # the global batch, and so every step, would change
         raise UserError(f"{folder} was trained by {trained} worker(s), not {workers or 1}; "
                         f"resume it the same way: {how}")

@@ -2,8 +2,9 @@
 
 RunRecorder writes config.json, metrics.csv, best.params, last.ckpt and summary.json (layout in
 runfolder.py), each through the package's one atomic write, so a crash at any instant leaves
-every file either as it was or complete. In a distributed job the other workers get a
-NoRecorder: they hold no folder and write nothing, and the loop never asks which one it has.
+every file either as it was or complete; and, as a view of metrics.csv, TensorBoard event files
+(tensorboard.py: appended, and never a reason to stop). In a distributed job the other workers
+get a NoRecorder: they hold no folder and write nothing, and the loop never asks which one it has.
 """
 import datetime
 import os
@@ -34,6 +35,7 @@ from train_cli.runfolder import (
     own_entries,
 )
 from train_cli.training import checkpoint
+from train_cli.training.tensorboard import EventWriter
 
 
 def check_new(path, overwrite=False):
@@ -152,6 +154,7 @@ class RunRecorder:
     def __init__(self, folder):
         self.folder = folder
         self.path = folder.path
+        self.events = EventWriter(folder.path)
 
     def write_config(self, spec, contexts, data):
         """config.json: every resolved option, devices, the job, data (with each split's size and
@@ -179,20 +182,25 @@ class RunRecorder:
         checkpoint.save(self.folder.file(CHECKPOINT), engine.net, engine.trainer, meta)
 
     def record_epoch(self, engine, metrics, meta, improved):
-        """After an epoch: best.params if it improved, then last.ckpt, then metrics.csv."""
+        """After an epoch: best.params if it improved, then last.ckpt, then metrics.csv, then
+        the TensorBoard events (after last.ckpt: never an epoch the checkpoint lacks)."""
         if improved:
             atomic_write(self.folder.file(BEST_PARAMS), engine.save_params)
         self.save_checkpoint(engine, meta)
         self.write_metrics(metrics)
+        self.events.record(metrics)
 
     def write_metrics(self, metrics):
         """metrics.csv: one row per completed epoch."""
         atomic_write_bytes(self.folder.file(METRICS), format_metrics(metrics).encode())
 
     def finish(self, metrics, summary):
-        """The end of the run: metrics.csv again (a crash may have come between it and
-        last.ckpt), then summary.json."""
+        """The end of the run: metrics.csv and the events again (a crash may have come between
+        them and last.ckpt; a session that recorded every epoch writes no event twice), then
+        summary.json."""
         self.write_metrics(metrics)
+        self.events.record(metrics)
+        self.events.close()
         atomic_write_json(self.folder.file(SUMMARY), summary)
 
 

@@ -67,7 +67,7 @@ def resume(path, overrides=None, progress_bar=None):
     folder = RunFolder.existing(path)
     check_writable(folder.path)  # a resume rewrites config.json: fail before any slow work
     saved = folder.read_json(CONFIG)
-    spec = runspec.resumed_run(folder.path, folder.config(), overrides or {},
+    spec = runspec.resumed_run(folder.path, folder.config(saved), overrides or {},
                                trained_workers=saved.get("workers", 1))
     cfg = spec.config
     precision.check(cfg.dtype)  # this CPU can run it: before the checkpoint is read
@@ -169,12 +169,11 @@ def _epochs(spec, engine, data, recorder, state, progress_bar):
             recorder.record_epoch(engine, state.metrics, state.meta(cfg), improved)
             echo(epoch_line(row, cfg.epochs))
         if stop.is_set() and state.epochs_done < cfg.epochs:
+            how = runspec.resume_command(recorder.path, spec.job.workers, spec.job.distributed)
             raise Stopped(f"stopped by {stop.name} during epoch {state.epochs_done + 1}; "
                           f"{recorder.path / CHECKPOINT} holds {state.epochs_done} completed "
                           "epoch(s), and the interrupted epoch restarts on resume.\n"
-                          f"Resume with: "
-                          f"{runspec.resume_command(recorder.path, spec.job.workers)}",
-                          exit_code=stop.exit_code)
+                          f"Resume with: {how}", exit_code=stop.exit_code)
         summary = _finish(spec, engine, data, recorder, state)
         if stop.is_set():  # asked during the last epoch's evaluation or the summary: honoured
             raise Stopped(f"stopped by {stop.name} as the run ended; {recorder.path} is "
