@@ -30,6 +30,7 @@ def script(study, indices, jobs, overrides, options):
              f"#SBATCH --job-name=swishtrain-{study.path.name}",
              f"#SBATCH --array={','.join(map(str, indices))}%{jobs}",
              f"#SBATCH --output={logs}/slurm-%A_%a.log",
+             "#SBATCH --open-mode=append",  # a requeued task's log keeps what it said before
              "#SBATCH --requeue",  # a preempted or failed node's task runs again
              f"#SBATCH --signal=B:TERM@{WARNING_SECONDS}"]
     for flag, value in (("--partition", options.get("partition")),

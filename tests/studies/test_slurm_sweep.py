@@ -1,0 +1,67 @@
+"""`sweep --executor slurm` on a real one-node Slurm (tests/slurm_cluster.py): a job array whose
+cells equal the local executor's bit for bit, and a task requeued in mid-epoch that ends as an
+uninterrupted one."""
+import os
+import re
+import subprocess
+import sys
+
+from slurm_cluster import wait_for
+from test_sweep import cell_results, sweep_args
+
+from helpers import write_cifar
+
+
+def job_of(result):
+    """The job array id `sweep --executor slurm` printed."""
+    return int(re.search(r"submitted job array (\d+)", result.stdout).group(1))
+
+
+def local_sweep(*args):
+    """A sweep run by the local executor in a process of its own, one thread per cell (as each
+    Slurm task of --cpus-per-task 1 has)."""
+    subprocess.run([sys.executable, "-m", "train_cli", *map(str, args)], check=True,
+                   env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True)
+
+
+def test_a_job_array_trains_the_cells_the_local_executor_does(run_cli, cifar_dir, tmp_path,
+                                                               slurm_env):
+    study = tmp_path / "slurm"
+    result = run_cli(*sweep_args(cifar_dir, study, "1-2", "--executor", "slurm", "--jobs", 2,
+                                 "--cpus-per-task", 1, "--partition", slurm_env.partition))
+    assert result.exit_code == 0, result.output
+    records = slurm_env.wait_finished(job_of(result), timeout=240)
+    assert sorted(r["ArrayTaskId"] for r in records) == ["0", "1", "2", "3"]
+    assert all(r["JobState"] == "COMPLETED" for r in records), records
+    script = next((study / ".sweep").glob("slurm-*.sh")).read_text()
+    assert "#SBATCH --array=0,1,2,3%2" in script and "#SBATCH --cpus-per-task=1" in script
+    local = tmp_path / "local"
+    local_sweep(*sweep_args(cifar_dir, local, "1-2"))
+    assert cell_results(study) == cell_results(local)
+    again = run_cli(*sweep_args(cifar_dir, study, "1-2", "--executor", "slurm"))
+    assert again.exit_code == 0 and "nothing to submit" in again.stdout
+    status = run_cli("sweep", "--status", study)
+    assert "4 done of 4 cells" in status.stdout
+
+
+def test_a_requeued_task_resumes_and_ends_as_an_uninterrupted_run(run_cli, tmp_path,
+                                                                   slurm_env):
+    data = write_cifar(tmp_path / "cifar", per_batch=300, test=30)  # epochs of 75 steps
+    study = tmp_path / "requeued"
+    args = sweep_args(data, study, "1", models="vgg11_bn", epochs=3)
+    result = run_cli(*args, "--executor", "slurm", "--cpus-per-task", 1)
+    assert result.exit_code == 0, result.output
+    job = job_of(result)
+    metrics = study / "vgg11_bn" / "seed-1" / "metrics.csv"
+
+    def in_epoch_two():  # epoch 1 recorded, epoch 2 under way
+        return metrics.exists() and len(metrics.read_text().splitlines()) == 2
+    wait_for(in_epoch_two, 120, "epoch 1 recorded")
+    slurm_env.run("scontrol", "requeue", f"{job}_0")
+    records = slurm_env.wait_finished(job, timeout=240)
+    assert records[0]["JobState"] == "COMPLETED" and records[0]["Restarts"] == "1", records
+    log = next((study / ".sweep").glob(f"slurm-{job}_0.log")).read_text()
+    assert "stopped by SIGTERM" in log and "resuming" in log, log
+    local = tmp_path / "uninterrupted"
+    local_sweep(*[str(local) if a == study else a for a in args])
+    assert cell_results(study) == cell_results(local)
