@@ -6,6 +6,7 @@ runspec/rules.py that can be decided before the job exists), so a bad option fai
 any process starts. Placement, supervision and the restart loop only read the result.
 """
 import ipaddress
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class JobSpec:
     gpus: tuple = ()  # the whole job's --gpus, to split over the workers
     worker_gpus: tuple = ()  # --worker-gpus: each worker's own list instead
     hosts: tuple = ()  # from --hostfile (servers, then workers, round-robin); () = here
+    via: str = "ssh"  # how a process reaches its host: ssh, or srun inside a Slurm allocation
     hostfile: str | None = None
     root_uri: str = "127.0.0.1"
     max_restarts: int = 0
@@ -84,16 +86,23 @@ class JobSpec:
                 "DMLC_NUM_SERVER": str(self.servers)}
 
 
-def parse(workers, servers, train_args, params, stamp, hosts=(), **launch):
+def parse(workers, servers, train_args, params, stamp, hosts=(), environ=os.environ, **launch):
     """The JobSpec of a launch: its options (launch: hostfile, root_uri, max_restarts, ...), the
-    workers' train_args and the train command's parsed params (cli/tools.py parses them)."""
+    workers' train_args and the train command's parsed params (cli/tools.py parses them).
+    Without a hostfile inside a Slurm allocation (SLURM_JOB_NODELIST), the hosts are the
+    allocation's nodes, reached with srun, and the scheduler listens on this node's address."""
     if workers < 1 or servers < 1:
         raise UsageError("launch needs at least one worker (-n) and one server (-s)")
     root_uri = launch.get("root_uri", "127.0.0.1")
-    if hosts and root_uri.startswith("127."):
+    if not hosts and environ.get("SLURM_JOB_NODELIST"):
+        hosts = placement.allocation_hosts(environ["SLURM_JOB_NODELIST"])
+        if root_uri == "127.0.0.1":
+            root_uri = placement.node_address(placement.this_node())
+        launch = dict(launch, root_uri=root_uri, via="srun")
+    elif hosts and root_uri.startswith("127."):
         raise UsageError("--hostfile needs --root-uri: an address of this machine that the "
                          "listed hosts can reach")
-    check_root_uri(root_uri, bool(hosts))
+    check_root_uri(root_uri, bool(hosts) and launch.get("via") != "srun")
     values = {k: v for k, v in params.items() if k not in TRAIN_ONLY}
     resumable = tuple(a for name in rules.RESUMABLE_OVERRIDES if values.get(name) is not None
                       for a in (flag(name), _option_text(values[name])))

@@ -9,7 +9,8 @@ The launcher in parts, each read on its own:
                     --max-restarts allows, the whole job starts again from the run's last
                     completed epoch (the resume is exact), as torchrun does.
 Locally every process runs in its own session on 127.0.0.1. With a hostfile, servers and workers
-start on the listed hosts over ssh (round-robin) and the scheduler runs here, on --root-uri.
+start on the listed hosts over ssh (round-robin) and the scheduler runs here, on --root-uri;
+inside a Slurm allocation they start on its nodes as job steps (srun), not over ssh.
 """
 import shlex
 import signal
@@ -29,7 +30,7 @@ def run_job(spec, echo=print, dry_run=False):
             echo(planned.describe())
         return
     where = f" -s {spec.servers} --hostfile {shlex.quote(str(spec.hostfile or 'HOSTFILE'))} " \
-        f"--root-uri {spec.root_uri}" if spec.hosts else ""
+        f"--root-uri {spec.root_uri}" if spec.hosts and spec.via == "ssh" else ""
     how = f"swishtrain launch -n {spec.workers}{where} -- --resume {shlex.quote(spec.run_dir)}"
 
     def interrupted(signum, frame):
@@ -42,7 +43,8 @@ def run_job(spec, echo=print, dry_run=False):
     try:
         if spec.hosts:
             free_port(spec.root_uri)  # an address of this machine, before any host is asked
-            check_hosts(spec.hosts)
+            if spec.via == "ssh":  # srun needs no preflight: the allocation's nodes run steps
+                check_hosts(spec.hosts)
             echo(f"[launch] no authentication (ps-lite has none): the scheduler on "
                  f"{spec.root_uri} and every server and worker, on its host's address, accept "
                  "whoever reaches their ports; run on a trusted network only")

@@ -40,6 +40,26 @@ def ssh_command():
     return shlex.split(os.environ.get(SSH_ENV) or "ssh")
 
 
+def allocation_hosts(nodelist):
+    """The node names of a Slurm allocation (SLURM_JOB_NODELIST, e.g. node[01-03])."""
+    import subprocess
+    try:
+        done = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UsageError(f"cannot list the nodes of this Slurm allocation ({e}); give them with "
+                         "--hostfile") from None
+    if done.returncode or not done.stdout.split():
+        raise UsageError(f"scontrol show hostnames {nodelist} failed "
+                         f"({done.stderr.strip() or 'no nodes'}); give the hosts with --hostfile")
+    return tuple(done.stdout.split())
+
+
+def this_node():
+    """This machine's short host name, as Slurm names nodes."""
+    return socket.gethostname().split(".")[0]
+
+
 def host_of(job, i):
     """The host of the i-th non-scheduler process (servers first, then workers); None: here."""
     return job.hosts[i % len(job.hosts)] if job.hosts else None
@@ -166,11 +186,17 @@ class Planned:
     host: str | None
     cmd: list  # what runs (on host)
     env: dict  # the variables the job sets for it
+    via: str = "ssh"  # how a remote process is started: ssh or srun
 
     def argv(self):
-        """What runs here: cmd itself, or ssh to the host running cmd under the supervisor."""
+        """What runs here: cmd itself, or ssh (or srun) to the host running cmd under the
+        supervisor."""
         if self.host is None:
             return self.cmd
+        if self.via == "srun":  # a step of the allocation on that node, in this folder
+            return ["srun", "--overlap", "--nodes=1", "--ntasks=1", f"--nodelist={self.host}",
+                    "--input=all", "env", *(f"{k}={v}" for k, v in self.env.items()),
+                    *SUPERVISOR, *self.cmd]
         assign = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
         remote = " ".join(["cd", shlex.quote(os.getcwd()), "&&", "exec", "env", *assign,
                            *map(shlex.quote, SUPERVISOR + self.cmd)])
@@ -203,9 +229,9 @@ def plan(job, port):
     for i in range(job.servers):
         host = host_of(job, i)
         planned.append(Planned("server", i, host, SERVER_CMD,
-                               process_env(job, "server", port, host)))
+                               process_env(job, "server", port, host), job.via))
     hosts = worker_hosts(job)
     for i, gpus in enumerate(split_gpus(job.gpus, hosts, job.worker_gpus)):
         planned.append(Planned("worker", i, hosts[i], worker_command(job, gpus),
-                               process_env(job, "worker", port, hosts[i])))
+                               process_env(job, "worker", port, hosts[i]), job.via))
     return planned

@@ -180,7 +180,7 @@ class Job:
         self.echo(f"[launch] scheduler {self.spec.root_uri}:{port} (pid {pids['scheduler']}); "
                   f"server pids {pids['server']}; worker pids {pids['worker']} ({threads})")
         if self.spec.hosts:
-            self.echo("[launch] over ssh: " + ", ".join(
+            self.echo(f"[launch] over {self.spec.via}: " + ", ".join(
                 f"{p.role} {p.index} on {p.host}" for p in self.processes if p.host))
 
     @property
