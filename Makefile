@@ -53,7 +53,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'
 	@touch $@
 
-# `make test` also installs, with apt-get as root, what tests/cluster/test_slurm_*.py start as a
+# `make test` also installs, with apt-get as root, what tests/*/test_slurm_*.py start as a
 # private one-node cluster: Debian's slurmctld, slurmd, slurm-client and munge (Slurm 22.05; 8
 # packages, 3.5 MB download, 13 MB on disk, ~13 s). No daemon is configured or left running.
 # Without apt or root it says so and those tests skip.

@@ -58,6 +58,8 @@ def standin_gpus(gpu_environment):
 def slurm_cluster():
     """A started one-node Slurm cluster (a SlurmCluster), stopped after the module's tests."""
     reason = missing()
+    if reason and os.environ.get("SWISHTRAIN_REQUIRE_SLURM"):  # CI: a skip would hide it
+        pytest.fail(f"{reason} (SWISHTRAIN_REQUIRE_SLURM is set)")
     if reason:
         pytest.skip(reason)
     cluster = SlurmCluster().start()

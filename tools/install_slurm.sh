@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make test` installs Slurm for tests/cluster/test_slurm_*.py: Debian's slurmctld, slurmd,
+# `make test` installs Slurm for tests/*/test_slurm_*.py: Debian's slurmctld, slurmd,
 # slurm-client and munge (slurm-wlm 22.05). The tests start their own private daemons in a
-# temporary folder (tests/cluster/slurm_cluster.py); nothing is configured or started here, and no
+# temporary folder (tests/slurm_cluster.py); nothing is configured or started here, and no
 # daemon the packages' scripts would start is left running. Quick (no apt) when already installed.
 set -euo pipefail
 
@@ -16,7 +16,7 @@ for binary in "${BINARIES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-skip="the Slurm tests (tests/cluster/test_slurm_*.py) will be skipped"
+skip="the Slurm tests (tests/*/test_slurm_*.py) will be skipped"
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "slurm: ${missing[*]} not found and apt-get is not available: install Slurm 22.05's" \
        "slurmctld, slurmd, client commands and munge yourself; until then $skip"

@@ -86,7 +86,8 @@ PARSE_BY_TYPE = {int: parse_int, float: parse_float, str: parse_str, bool: parse
 
 
 def parse_seeds(text):
-    """'1-10', '1,2,5' or '1-3,7' -> (1, 2, ...): distinct seeds in the order given."""
+    """'1-10', '1,2,5' or '1-3,7' -> (1, 2, ...): the seeds in the order given (that they are
+    distinct is runspec.rules.check_seeds's to say)."""
     seeds = []
     for part in (p.strip() for p in str(text).split(",")):
         match = SEED_RANGE.match(part)

@@ -26,3 +26,24 @@ def test_launch_under_sbatch_starts_its_processes_as_job_steps(slurm_cluster, tm
     summary = json.loads((run / "summary.json").read_text())
     assert summary["workers"] == 2
     assert log.count(f"parameters sha1: {summary['params_sha1']}") == 2  # both replicas agree
+
+
+def test_in_a_multi_node_allocation_the_scheduler_listens_on_this_nodes_address(monkeypatch,
+                                                                              tmp_path):
+    """No cluster needed: the allocation's nodes and their addresses are given."""
+    from train_cli.cli.tools import _train_params
+    from train_cli.cluster import jobspec, placement
+    addresses = {"node1": "10.0.0.5", "node2": "10.0.0.6"}
+    monkeypatch.setattr(placement, "allocation_hosts", lambda nodelist: tuple(addresses))
+    monkeypatch.setattr(placement, "this_node", lambda: "node1")
+    monkeypatch.setattr(placement, "node_address", addresses.get)
+    args = ["--epochs", "1", "--run-dir", str(tmp_path / "run")]
+    spec = jobspec.parse(2, 1, args, _train_params(args), "STAMP",
+                         environ={"SLURM_JOB_NODELIST": "node[1-2]"})
+    assert (spec.via, spec.root_uri, spec.hosts) == ("srun", "10.0.0.5", ("node1", "node2"))
+    scheduler, server, worker0, worker1 = placement.plan(spec, 9000)
+    assert scheduler.host is None and "DMLC_PS_ROOT_URI=10.0.0.5" in scheduler.describe()
+    argv = worker0.argv()
+    assert argv[:5] == ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--nodelist=node2"]
+    assert "DMLC_NODE_HOST=10.0.0.6" in argv and "train_cli.cluster.remote" in argv
+    assert server.host == "node1" and worker1.host == "node1"

@@ -30,11 +30,12 @@ def test_a_job_array_trains_the_cells_the_local_executor_does(run_cli, cifar_dir
     result = run_cli(*sweep_args(cifar_dir, study, "1-2", "--executor", "slurm", "--jobs", 2,
                                  "--cpus-per-task", 1, "--partition", slurm_env.partition))
     assert result.exit_code == 0, result.output
+    twice = run_cli(*sweep_args(cifar_dir, study, "1-2", "--executor", "slurm"))
+    assert twice.exit_code == 1 and "still queued or running" in twice.stderr  # not twice
     records = slurm_env.wait_finished(job_of(result), timeout=240)
     assert sorted(r["ArrayTaskId"] for r in records) == ["0", "1", "2", "3"]
     assert all(r["JobState"] == "COMPLETED" for r in records), records
-    script = next((study / ".sweep").glob("slurm-*.sh")).read_text()
-    assert "#SBATCH --array=0,1,2,3%2" in script and "#SBATCH --cpus-per-task=1" in script
+    assert {r.get("ArrayTaskThrottle") for r in records} == {"2"}, records  # 2 at a time
     local = tmp_path / "local"
     local_sweep(*sweep_args(cifar_dir, local, "1-2"))
     assert cell_results(study) == cell_results(local)

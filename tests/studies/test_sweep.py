@@ -128,3 +128,52 @@ def test_status_shows_what_is_left(run_cli, cifar_dir, tmp_path):
     assert " stopped " in lines["vgg11_bn_swish 1"]  # begun, not finished
     assert "1 done, 1 queued, 1 stopped of 3 cells" in status.stdout
     assert "time left: about" in status.stdout
+
+
+def test_a_continued_sweep_keeps_its_epochs_unless_given_more(run_cli, cifar_dir, tmp_path):
+    study = tmp_path / "study"
+    args = sweep_args(cifar_dir, study, "1", models="vgg11_bn")
+    assert run_cli(*args).exit_code == 0
+    without = [a for i, a in enumerate(args) if "--epochs" not in args[max(0, i - 1):i + 1]]
+    again = run_cli(*without)  # --epochs left out: the study's own 1, not the default 40
+    assert again.exit_code == 0 and ": finished, in " in again.stdout, again.output
+    assert json.loads((study / "study.json").read_text())["config"]["epochs"] == 1
+    same = run_cli(*without, "--epochs", 1)
+    assert same.exit_code == 0
+    more = run_cli(*without, "--epochs", 2)
+    assert more.exit_code == 0, more.output
+    assert len(read_metrics(study / "vgg11_bn" / "seed-1" / "metrics.csv")) == 2
+    less = run_cli(*without, "--epochs", 1)
+    assert less.exit_code == 2 and "a study only grows" in less.stderr
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_failed_cell_is_named_and_the_others_go_on(run_cli, cifar_dir, tmp_path, jobs):
+    study = tmp_path / "study"
+    args = sweep_args(cifar_dir, study, "1-2", models="vgg11_bn")
+    assert run_cli(*args).exit_code == 0
+    shutil.rmtree(study / "vgg11_bn" / "seed-1")
+    (study / "vgg11_bn" / "seed-1").mkdir()
+    (study / "vgg11_bn" / "seed-1" / "notes.txt").write_text("a user's file")  # not ours
+    result = run_cli(*args, "--epochs", 2, "--jobs", jobs)
+    assert result.exit_code == 1
+    assert "seeds 1 of" in result.stderr and "failed" in result.stderr, result.output
+    assert (study / "vgg11_bn" / "seed-1" / "notes.txt").exists()  # nothing of it deleted
+    assert len(read_metrics(study / "vgg11_bn" / "seed-2" / "metrics.csv")) == 2  # went on
+
+
+def test_a_cell_another_process_runs_is_not_run_twice(run_cli, cifar_dir, tmp_path):
+    study = tmp_path / "study"
+    args = sweep_args(cifar_dir, study, "1", models="vgg11_bn")
+    assert run_cli(*args).exit_code == 0
+    (study / "vgg11_bn" / "seed-1" / "summary.json").unlink()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        state = study / ".sweep" / "vgg11_bn-seed-1.json"
+        saved = json.loads(state.read_text())
+        state.write_text(json.dumps(dict(saved, state="running", pid=other.pid)))
+        result = run_cli(*args)
+        assert result.exit_code == 1 and f"running already (pid {other.pid}" in result.stderr
+    finally:
+        other.kill()
+        other.wait()

@@ -27,10 +27,10 @@ def _models(ctx, param, value):
               help="Seeds of the grid: a list and ranges, e.g. 1-10 or 1,2,5-7.")
 @click.option("--run-dir", "run_dir", metavar="STUDY",
               help="The study folder: every cell is a run in STUDY/<model>/seed-<N>/.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Cells at once: 1 runs them in this process, one after another; N splits "
-                   "this machine's cores (or --gpus) between N processes; with --executor slurm, "
-                   "at most N array tasks at once.")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Cells at once: 1 (the default here) runs them in this process, one after "
+                   "another; N splits this machine's cores (or --gpus) between N processes; with "
+                   "--executor slurm, at most N array tasks at once (default: as Slurm allows).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local",
               show_default=True,
               help="Where cells run: local (this machine) or slurm (one sbatch job array, one task "
@@ -83,16 +83,21 @@ def sweep(models, seeds, run_dir, jobs, executor, partition, time_limit, cpus_pe
     slurm = dict(partition=partition, time=time_limit, cpus_per_task=cpus_per_task, gres=gres,
                  extra=tuple(sbatch_args))
     sweeps.start(spec, models, jobs=jobs, executor=executor, overwrite=overwrite,
-                 progress_bar=progress, slurm=slurm)
+                 progress_bar=progress, slurm=slurm,
+                 given={k for k, v in values.items() if v is not None})
 
 
 @click.command("run-cell", hidden=True)
 @click.argument("study")
 @click.argument("index", type=click.IntRange(min=0))
+@click.option("--cpus", metavar="0,1,...", help="Run on these CPU cores only (affinity).")
 @config_options(only=("epochs", "data_dir", "eval_batch_size", "gpus"),
                 default_text="the study's")
-def run_cell(study, index, **overrides):
+def run_cell(study, index, cpus, **overrides):
     """Run cell INDEX of STUDY in this process (what the local pool and Slurm tasks start)."""
+    import os
+    if cpus:  # before anything imports mxnet: its OpenMP threads inherit the affinity
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     from train_cli.studies import manifest as manifests
     from train_cli.studies.cells import run_cell as run
     found = manifests.load(study)

@@ -102,7 +102,7 @@ def parse(workers, servers, train_args, params, stamp, hosts=(), environ=os.envi
     elif hosts and root_uri.startswith("127."):
         raise UsageError("--hostfile needs --root-uri: an address of this machine that the "
                          "listed hosts can reach")
-    check_root_uri(root_uri, bool(hosts) and launch.get("via") != "srun")
+    check_root_uri(root_uri, bool(hosts))
     values = {k: v for k, v in params.items() if k not in TRAIN_ONLY}
     resumable = tuple(a for name in rules.RESUMABLE_OVERRIDES if values.get(name) is not None
                       for a in (flag(name), _option_text(values[name])))
@@ -115,8 +115,9 @@ def parse(workers, servers, train_args, params, stamp, hosts=(), environ=os.envi
         # fail here, once, rather than in every worker of every restart
         folder = RunFolder.existing(run_dir, STUDY if is_study(run_dir) else CONFIG)
         if not folder.has(CONFIG):
-            raise UsageError(f"{run_dir} is a study (--seeds), whose seeds train in one process; "
-                             f"resume it with: swishtrain resume {run_dir}")
+            raise UsageError(f"{run_dir} is a study, whose cells are runs of one process each; "
+                             f"continue it with: swishtrain resume {run_dir} (or its sweep "
+                             "command)")
         saved_json = folder.read_json(CONFIG)
         saved = folder.config(saved_json)
         kvstore = rules.launch_kvstore(None, saved.kvstore)

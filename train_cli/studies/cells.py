@@ -5,6 +5,7 @@ checkpoint, else started: so running a study again continues it, whatever stoppe
 records what it is doing in STUDY/.sweep/<cell>.json (running, done, failed or stopped, with its
 process and host), which `swishtrain sweep --status` reads.
 """
+import json
 import os
 import shlex
 import socket
@@ -27,9 +28,35 @@ def state_file(manifest, cell):
 
 
 def record_state(manifest, cell, state, **details):
-    """Record a cell's state (with this process and host) for --status."""
-    write_sweep_file(state_file(manifest, cell), dict(
-        state=state, pid=os.getpid(), host=socket.gethostname(), time=time.time(), **details))
+    """Record a cell's state (with this process and host, and its Slurm job) for --status."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    record = dict(state=state, pid=os.getpid(), host=socket.gethostname(), time=time.time(),
+                  **({"job": job} if job else {}))
+    write_sweep_file(state_file(manifest, cell), record | details)
+
+
+def read_state(manifest, cell):
+    """A cell's recorded state (a dict; {} if none)."""
+    try:
+        saved = json.loads(state_file(manifest, cell).read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def running_elsewhere(manifest, cell):
+    """'pid N on HOST' if another live process of this host runs the cell, else None."""
+    saved = read_state(manifest, cell)
+    if saved.get("state") != "running" or saved.get("host") != socket.gethostname() or \
+            saved.get("pid") == os.getpid():
+        return None
+    try:
+        os.kill(int(saved["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError, TypeError):
+        return None
+    except PermissionError:
+        pass
+    return f"pid {saved['pid']} on {saved['host']}"
 
 
 def finished(manifest, cell):
@@ -52,6 +79,10 @@ def run_cell(manifest, cell, overrides, place="", progress_bar=None):
     if finished(manifest, cell):
         echo(f"=== {name}: finished, in {path}")
         return RunFolder(path).read_json(SUMMARY)
+    other = running_elsewhere(manifest, cell)
+    if other:  # two processes would write one run folder
+        raise UserError(f"{cell.name} of {manifest.path} is running already ({other}); let it "
+                        "finish, or stop it first")
     record_state(manifest, cell, "running")
     try:
         if RunFolder(path).has(CHECKPOINT):
@@ -75,8 +106,9 @@ def run_cell(manifest, cell, overrides, place="", progress_bar=None):
 
 
 def run_in_order(manifest, overrides, progress_bar=None):
-    """Every cell of the study, one after another in this process; the summaries."""
-    summaries, cells = [], manifest.cells
+    """Every cell of the study, one after another in this process; the summaries. A cell that
+    fails is reported and the others go on; UserError at the end names the failed ones."""
+    summaries, failed, cells = [], [], manifest.cells
     with StopRequests() as stop:  # a stop between two cells' runs is honoured too
         for i, cell in enumerate(cells, 1):
             if stop.is_set():
@@ -86,6 +118,13 @@ def run_in_order(manifest, overrides, progress_bar=None):
                                           progress_bar))
             except Stopped as e:  # the command that continues is the study's, not the cell's
                 raise stopped(manifest, str(e).splitlines()[0], e.exit_code) from None
+            except UserError as e:
+                echo(f"{e.prefix}{e}", err=True)
+                failed.append(cell)
+        if failed:
+            raise UserError(f"{describe(manifest, failed)} of {manifest.path} failed (said "
+                            "above); fix the cause, then run the same command again (or "
+                            f"swishtrain resume {manifest.path}): finished cells are left alone")
         report(manifest, summaries)
         if stop.is_set():
             raise stopped(manifest, f"stopped by {stop.name}", stop.exit_code)

@@ -15,7 +15,8 @@ import threading
 import time
 
 from train_cli.errors import UsageError, UserError
-from train_cli.studies.cells import finished, stopped
+from train_cli.runfolder import SWEEP_STATE
+from train_cli.studies.cells import describe, finished, stopped
 from train_cli.training.interrupt import StopRequests
 from train_cli.training.progress import echo
 
@@ -37,16 +38,26 @@ def slots(jobs, gpus=(), cores=None):
              tuple(gpus[i * per_gpu:(i + 1) * per_gpu])) for i in range(jobs)]
 
 
-def cell_command(manifest, index, gpus):
-    """The command that runs cell `index` of the study (its GPUs, if the slot has some)."""
-    cmd = [sys.executable, "-m", "train_cli", "run-cell", str(manifest.path), str(index)]
+def cell_command(manifest, index, slot, overrides):
+    """The command that runs cell `index` of the study on a slot's cores (and GPUs)."""
+    cores, gpus = slot
+    cmd = [sys.executable, "-m", "train_cli", "run-cell", str(manifest.path), str(index),
+           "--cpus", ",".join(map(str, cores))]
+    for name in ("data_dir", "eval_batch_size"):
+        if overrides.get(name) is not None:
+            cmd += [f"--{name.replace('_', '-')}", str(overrides[name])]
     return cmd + (["--gpus", ",".join(map(str, gpus))] if gpus else [])
+
+
+def log_file(manifest, cell):
+    """Where a pool cell's output is kept (as well as shown)."""
+    return manifest.path / SWEEP_STATE / (cell.dir.replace("/", "-") + ".log")
 
 
 def run_pool(manifest, jobs, overrides):
     """Run every unfinished cell, `jobs` at a time; UserError naming the cells that failed."""
     todo = [i for i, c in enumerate(manifest.cells) if not finished(manifest, c)]
-    free = slots(jobs, manifest.config.gpus)
+    free = slots(jobs, overrides.get("gpus") or manifest.config.gpus)
     echo(f"{len(manifest.cells) - len(todo)} of {len(manifest.cells)} cells finished; running "
          f"{len(todo)}, {jobs} at a time ({len(free[0][0])} core(s) each"
          + (f", GPUs {' | '.join(','.join(map(str, g)) for _, g in free)})" if free[0][1]
@@ -59,8 +70,8 @@ def run_pool(manifest, jobs, overrides):
                     thread.join()
                     free.append(slot)
                     del running[index]
-                    if popen.returncode not in (0, 130, 143):
-                        failed.append((manifest.cells[index], popen.returncode))
+                    if popen.returncode and not stop.is_set():
+                        failed.append(manifest.cells[index])
             while todo and free and not stop.is_set():
                 index, slot = todo.pop(0), free.pop(0)
                 running[index] = _start(manifest, index, slot, overrides, lock)
@@ -70,29 +81,31 @@ def run_pool(manifest, jobs, overrides):
     if stop.is_set():
         raise stopped(manifest, f"stopped by {stop.name}", stop.exit_code)
     if failed:
-        raise UserError("cells failed: " + "; ".join(
-            f"{c.name} (exit {code}; its state: {c.dir})" for c, code in failed)
-            + f". Fix the cause, then run the same command again (or swishtrain resume "
-            f"{manifest.path}): finished cells are left alone")
+        raise UserError(f"{describe(manifest, failed)} of {manifest.path} failed (their output: "
+                        f"{', '.join(str(log_file(manifest, c)) for c in failed)}); fix the "
+                        "cause, then run the same command again: finished cells are left alone")
 
 
 def _start(manifest, index, slot, overrides, lock):
-    cores, gpus = slot
     cell = manifest.cells[index]
-    env = dict(os.environ, OMP_NUM_THREADS=str(len(cores)), PYTHONUNBUFFERED="1")
-    cmd = cell_command(manifest, index, gpus)
-    for name in ("epochs", "data_dir", "eval_batch_size"):
-        if overrides.get(name) is not None:
-            cmd += [f"--{name.replace('_', '-')}", str(overrides[name])]
-    popen = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, bufsize=1,
-                             start_new_session=True,  # our StopRequests passes Ctrl-C on
-                             preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    # one OpenMP team as wide as the slot's cores (the user's OMP_NUM_THREADS would be the
+    # whole machine's, N times over)
+    env = dict(os.environ, OMP_NUM_THREADS=str(len(slot[0])), PYTHONUNBUFFERED="1")
+    # in this process group: a Ctrl-C at the terminal reaches every cell, which stops at its
+    # next batch; a second one ends them all at once, as it does a run
+    popen = subprocess.Popen(cell_command(manifest, index, slot, overrides), env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+    log = log_file(manifest, cell)
+    log.parent.mkdir(exist_ok=True)
 
     def forward():
-        for line in popen.stdout:
-            with lock:
-                echo(f"[{cell.name}] {line.rstrip()}")
+        with open(log, "a") as kept:
+            for line in popen.stdout:
+                kept.write(line)
+                kept.flush()
+                with lock:
+                    echo(f"[{cell.name}] {line.rstrip()}")
 
     thread = threading.Thread(target=forward, daemon=True)
     thread.start()
@@ -103,14 +116,14 @@ def _stop_all(running):
     """Ask every running cell to stop at its next batch (SIGTERM), then wait; SIGKILL after the
     grace period (the last checkpoint stays intact either way)."""
     for popen, _, _ in running.values():
-        if popen.poll() is None:
-            os.killpg(popen.pid, signal.SIGTERM)
+        if popen.poll() is None:  # (after a Ctrl-C it has one already: a second is harmless)
+            popen.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
     for popen, _, thread in running.values():
         try:
             popen.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(popen.pid, signal.SIGKILL)
+            popen.kill()
             popen.wait()
         thread.join(timeout=2)
 

@@ -6,15 +6,16 @@ old study folders keep resuming). The manifest is written before any cell starts
 stops a study, running its command again (or `swishtrain resume STUDY`) knows every cell.
 No mxnet import.
 """
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from train_cli.atomic import atomic_write_json
 from train_cli.config import from_dict, to_dict
 from train_cli.errors import UsageError, UserError
 from train_cli.runfolder import STUDY, RunFolder
 
 VERSION = 2  # version 1 (before sweeps): {"seeds": [...], "config": {...}}, one model
+CELL_DIR = re.compile(r"(?:[a-z0-9_]+/)?seed-\d+")
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,6 @@ class Manifest:
                 "cells": [{"model": c.model, "seed": c.seed, "dir": c.dir,
                            "config": to_dict(self.cell_config(c))} for c in self.cells]}
 
-    def save(self):
-        """Write study.json (atomically)."""
-        atomic_write_json(self.path / STUDY, self.to_json())
 
 
 def grid(path, cfg, models, seeds, one_model_layout=False):
@@ -79,6 +77,9 @@ def load(path):
             return grid(path, cfg, (cfg.model,), seeds, one_model_layout=True)
         cells = tuple(Cell(str(c["model"]), int(c["seed"]), str(c["dir"]))
                       for c in saved["cells"])
+        bad = [c.dir for c in cells if not CELL_DIR.fullmatch(c.dir)]
+        if bad:  # never a folder outside the study
+            raise ValueError(f"cell folder {bad[0]!r} is not <model>/seed-<N> or seed-<N>")
         return Manifest(tuple(saved["models"]), seeds, cfg, cells, path)
     except (KeyError, TypeError, ValueError, UserError) as e:
         raise UserError(f"{path / STUDY} is corrupt ({e})") from None

@@ -16,64 +16,100 @@ import time
 
 from train_cli.errors import UsageError, UserError
 from train_cli.runfolder import SWEEP_STATE
-from train_cli.studies.cells import finished
+from train_cli.studies.cells import finished, read_state, record_state
 from train_cli.training.progress import echo
 from train_cli.training.recorder import write_sweep_file
 
 WARNING_SECONDS = 120  # SIGTERM this long before the time limit: time to finish a batch
 
 
-def script(study, indices, jobs, overrides, options):
-    """The batch script of the job array (its #SBATCH lines, then the task's command)."""
+def ranges(indices):
+    """0,1,2,5 -> '0-2,5' (Slurm's --array form; short for any number of cells)."""
+    parts, start = [], None
+    for i, index in enumerate(indices):
+        if start is None:
+            start = index
+        if i + 1 == len(indices) or indices[i + 1] != index + 1:
+            parts.append(f"{start}-{index}" if index > start else str(start))
+            start = None
+    return ",".join(parts)
+
+
+def sbatch_args(study, indices, jobs, options):
+    """sbatch's arguments (as argv: no shell quoting of paths or names)."""
     logs = study.path.resolve() / SWEEP_STATE
-    lines = ["#!/bin/bash",
-             f"#SBATCH --job-name=swishtrain-{study.path.name}",
-             f"#SBATCH --array={','.join(map(str, indices))}%{jobs}",
-             f"#SBATCH --output={logs}/slurm-%A_%a.log",
-             "#SBATCH --open-mode=append",  # a requeued task's log keeps what it said before
-             "#SBATCH --requeue",  # a preempted or failed node's task runs again
-             f"#SBATCH --signal=B:TERM@{WARNING_SECONDS}"]
+    args = [f"--job-name=swishtrain-{study.path.name}",
+            f"--array={ranges(indices)}" + (f"%{jobs}" if jobs else ""),
+            f"--output={logs}/slurm-%A_%a.log",
+            "--open-mode=append",  # a requeued task's log keeps what it said before
+            "--requeue",  # a preempted or failed node's task runs again
+            f"--signal=B:TERM@{WARNING_SECONDS}"]
     for flag, value in (("--partition", options.get("partition")),
                         ("--time", options.get("time")),
                         ("--cpus-per-task", options.get("cpus_per_task")),
                         ("--gres", options.get("gres"))):
         if value:
-            lines.append(f"#SBATCH {flag}={value}")
-    lines += [f"#SBATCH {arg}" for arg in options.get("extra", ())]
-    command = [sys.executable, "-m", "train_cli", "run-cell", str(study.path.resolve()),
-               "$SLURM_ARRAY_TASK_ID"]
-    for name in ("epochs", "data_dir", "eval_batch_size"):
+            args.append(f"{flag}={value}")
+    return args + list(options.get("extra", ()))
+
+
+def script(study, overrides):
+    """The batch script of every task: run its cell in this checkout."""
+    command = [sys.executable, "-m", "train_cli", "run-cell", str(study.path.resolve())]
+    for name in ("data_dir", "eval_batch_size"):
         if overrides.get(name) is not None:
             command += [f"--{name.replace('_', '-')}", str(overrides[name])]
-    lines += ["# one OpenMP team as wide as the task's cores (all of a node's would oversubscribe)",
-              "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
-              f"cd {shlex.quote(os.getcwd())}",
-              # exec: the signals Slurm sends the batch shell reach the run itself
-              "exec " + " ".join(a if a.startswith("$") else shlex.quote(a) for a in command)]
-    return "\n".join(lines) + "\n"
+    return "\n".join([
+        "#!/bin/bash",
+        "# one OpenMP team as wide as the task's cores (all of a node's would oversubscribe)",
+        "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
+        f"cd {shlex.quote(os.getcwd())}",
+        # exec: the signals Slurm sends the batch shell reach the run itself
+        "exec " + " ".join(map(shlex.quote, command)) + ' "$SLURM_ARRAY_TASK_ID"']) + "\n"
+
+
+def still_queued(study):
+    """Job ids of this study's tasks that Slurm still holds (pending or running)."""
+    jobs = {read_state(study, c).get("job") for c in study.cells if not finished(study, c)}
+    jobs = sorted(j for j in jobs if j)
+    if not jobs:
+        return []
+    done = subprocess.run(["squeue", "-h", "-o", "%A", "-j", ",".join(jobs)],
+                          capture_output=True, text=True)
+    return sorted(set(done.stdout.split())) if done.returncode == 0 else []
 
 
 def submit(study, overrides, jobs, options):
     """Submit the study's unfinished cells as one job array; return its job id."""
-    if study.config.gpus and not options.get("gres"):
+    gpus = overrides.get("gpus") or study.config.gpus
+    if gpus and not options.get("gres"):
         raise UsageError("--gpus with --executor slurm: ask Slurm for the GPUs with --gres "
                          "gpu:N (Slurm decides which GPUs a task gets)")
     if not shutil.which("sbatch"):
         raise UserError("--executor slurm needs Slurm's sbatch on PATH (slurm-client); run on a "
                         "cluster's login node, or use --executor local")
+    queued = still_queued(study)
+    if queued:  # two tasks would write one run folder
+        raise UserError(f"job(s) {', '.join(queued)} of {study.path} are still queued or "
+                        "running; let them finish (swishtrain sweep --status shows them) or "
+                        "scancel them, then run this again")
     indices = [i for i, c in enumerate(study.cells) if not finished(study, c)]
     if not indices:
         echo(f"every cell of {study.path} is finished; nothing to submit")
         return None
     path = study.path / SWEEP_STATE / f"slurm-{time.strftime('%Y%m%d-%H%M%S')}.sh"
-    write_sweep_file(path, script(study, indices, jobs, overrides, options))
-    done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
+    write_sweep_file(path, script(study, overrides))
+    done = subprocess.run(["sbatch", "--parsable", *sbatch_args(study, indices, jobs, options),
+                           str(path)], capture_output=True, text=True)
     if done.returncode:
         said = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise UserError(f"sbatch refused the job array ({said}); its script is {path}")
     job = done.stdout.strip().split(";")[0]
-    echo(f"submitted job array {job}: {len(indices)} cell(s), at most {jobs} at once "
-         f"(script {path}; each task's output in {path.parent}/slurm-{job}_<task>.log)")
+    for index in indices:
+        record_state(study, study.cells[index], "queued", job=job)
+    limit = f"at most {jobs} at once" if jobs else "as many at once as Slurm allows"
+    echo(f"submitted job array {job}: {len(indices)} cell(s), {limit} (script {path}; each "
+         f"task's output in {path.parent}/slurm-{job}_<task>.log)")
     echo(f"watch it with: swishtrain sweep --status {study.path}; when it is done: "
          f"swishtrain compare {study.path}")
     return job

@@ -6,14 +6,13 @@ state file says (a "running" cell whose process is gone on this host is shown as
 queued when it has not begun. Time left: each cell's measured mean epoch time times its epochs
 left; cells not yet begun are counted at the mean epoch time of those that have one.
 """
-import json
 import os
 import socket
 import statistics
 
 from train_cli.runfolder import METRICS, read_metrics
 from train_cli.studies import manifest as manifests
-from train_cli.studies.cells import finished, state_file
+from train_cli.studies.cells import finished, read_state
 
 
 def cell_rows(study):
@@ -39,10 +38,7 @@ def cell_rows(study):
 
 def _state(study, cell):
     """The state a cell's runner recorded; a running one whose process is gone is stopped."""
-    try:
-        saved = json.loads(state_file(study, cell).read_text())
-    except (OSError, ValueError):
-        return None
+    saved = read_state(study, cell)
     state = saved.get("state")
     if state == "running" and saved.get("host") == socket.gethostname():
         try:

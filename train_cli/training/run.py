@@ -63,7 +63,7 @@ def train(spec, overwrite=False, progress_bar=None):
 
 
 def resume(path, overrides=None, progress_bar=None):
-    """Continue a run from its last completed epoch (a study: study.resume_study)."""
+    """Continue a run from its last completed epoch (a study: studies.sweep.resume)."""
     folder = RunFolder.existing(path)
     check_writable(folder.path)  # a resume rewrites config.json: fail before any slow work
     saved = folder.read_json(CONFIG)
