@@ -1,6 +1,7 @@
 """`sweep --executor slurm` on a real one-node Slurm (tests/slurm_cluster.py): a job array whose
 cells equal the local executor's bit for bit, and a task requeued in mid-epoch that ends as an
 uninterrupted one."""
+import json
 import os
 import re
 import subprocess
@@ -66,3 +67,24 @@ def test_a_requeued_task_resumes_and_ends_as_an_uninterrupted_run(run_cli, tmp_p
     local = tmp_path / "uninterrupted"
     local_sweep(*[str(local) if a == study else a for a in args])
     assert cell_results(study) == cell_results(local)
+
+
+def test_a_task_slurm_no_longer_holds_is_shown_stopped(run_cli, cifar_dir, tmp_path, slurm_env):
+    """A cell whose task on another node recorded "running": --status asks Slurm, so once the
+    task is gone without a word (killed, its node lost) the cell shows stopped, not running."""
+    study = tmp_path / "study"
+    assert run_cli(*sweep_args(cifar_dir, study, "1", models="vgg11_bn")).exit_code == 0
+    (study / "vgg11_bn" / "seed-1" / "summary.json").unlink()  # begun, not finished
+    script = tmp_path / "task.sh"
+    script.write_text("#!/bin/bash\nsleep 300\n")
+    job = slurm_env.sbatch("--array=0", f"--output={tmp_path}/task.log", script)
+    wait_for(lambda: slurm_env.jobs(job)[0].get("JobState") == "RUNNING", 30, "task running")
+    state = study / ".sweep" / "vgg11_bn-seed-1.json"
+    state.write_text(json.dumps(dict(state="running", pid=1, host="another-node",
+                                     job=str(job), task="0")))
+    assert "1 running of 1 cells" in run_cli("sweep", "--status", study).stdout
+    slurm_env.run("scancel", "--signal=KILL", "--full", str(job))
+    slurm_env.wait_finished(job, timeout=30)
+    status = run_cli("sweep", "--status", study).stdout
+    assert "1 stopped of 1 cells" in status, status
+    assert json.loads(state.read_text())["state"] == "running"  # what the task left behind

@@ -2,6 +2,7 @@
 command continues it; a pool of processes gives the same runs as one after another."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,7 +128,22 @@ def test_status_shows_what_is_left(run_cli, cifar_dir, tmp_path):
     assert " queued " in lines["vgg11_bn 2"] and "0 / 1" in lines["vgg11_bn 2"]
     assert " stopped " in lines["vgg11_bn_swish 1"]  # begun, not finished
     assert "1 done, 1 queued, 1 stopped of 3 cells" in status.stdout
-    assert "time left: about" in status.stdout
+    assert "cell-hours of training" in status.stdout and " s with " not in status.stdout
+    relu_epoch = float(lines["vgg11_bn 1"].split()[-1])
+    assert lines["vgg11_bn 2"].split()[-1] == f"~{relu_epoch:.1f}"  # its model's epoch time
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # the begun cell runs again (its one epoch done): the never-begun one waits for it
+        state = study / ".sweep" / "vgg11_bn_swish-seed-1.json"
+        state.write_text(json.dumps(dict(json.loads(state.read_text()), state="running",
+                                         pid=other.pid)))
+        running = run_cli("sweep", "--status", study).stdout
+    finally:
+        other.kill()
+        other.wait()
+    assert "1 done, 1 running, 1 queued of 3 cells" in running
+    wall = re.search(r"time left: about (\d+) s with 1 cell\(s\) at once", running)
+    assert wall and abs(int(wall.group(1)) - relu_epoch) <= 1, running
+    assert "1 done, 1 queued, 1 stopped" in run_cli("sweep", "--status", study).stdout  # ended
 
 
 def test_a_continued_sweep_keeps_its_epochs_unless_given_more(run_cli, cifar_dir, tmp_path):

@@ -28,10 +28,10 @@ def state_file(manifest, cell):
 
 
 def record_state(manifest, cell, state, **details):
-    """Record a cell's state (with this process and host, and its Slurm job) for --status."""
-    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    """Record a cell's state (with this process and host, and its Slurm task) for --status."""
+    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     record = dict(state=state, pid=os.getpid(), host=socket.gethostname(), time=time.time(),
-                  **({"job": job} if job else {}))
+                  **({"job": job, "task": task} if job and task else {}))
     write_sweep_file(state_file(manifest, cell), record | details)
 
 

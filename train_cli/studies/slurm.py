@@ -21,6 +21,9 @@ from train_cli.training.progress import echo
 from train_cli.training.recorder import write_sweep_file
 
 WARNING_SECONDS = 120  # SIGTERM this long before the time limit: time to finish a batch
+# the states in which Slurm still holds a task: waiting to (re)start, or started
+WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"}
+STARTED = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
 
 
 def ranges(indices):
@@ -68,15 +71,27 @@ def script(study, overrides):
         "exec " + " ".join(map(shlex.quote, command)) + ' "$SLURM_ARRAY_TASK_ID"']) + "\n"
 
 
+def task_states(jobs):
+    """{'JOB_TASK': Slurm's state} of every array task of `jobs` that Slurm still holds (WAITING
+    or STARTED); None when squeue cannot say (no Slurm here, or no controller)."""
+    if not shutil.which("squeue"):
+        return None
+    states = {}
+    for job in sorted(set(jobs)):  # one at a time: a job Slurm has forgotten fails the query
+        done = subprocess.run(["squeue", "-h", "--array", "-o", "%i %T", "-j", str(job)],
+                              capture_output=True, text=True)
+        if done.returncode and "Invalid job id" not in done.stderr:
+            return None
+        listed = (line.split() for line in done.stdout.splitlines() if line.strip())
+        states.update((task, state) for task, state in listed if state in WAITING | STARTED)
+    return states
+
+
 def still_queued(study):
     """Job ids of this study's tasks that Slurm still holds (pending or running)."""
     jobs = {read_state(study, c).get("job") for c in study.cells if not finished(study, c)}
-    jobs = sorted(j for j in jobs if j)
-    if not jobs:
-        return []
-    done = subprocess.run(["squeue", "-h", "-o", "%A", "-j", ",".join(jobs)],
-                          capture_output=True, text=True)
-    return sorted(set(done.stdout.split())) if done.returncode == 0 else []
+    tasks = task_states(j for j in jobs if j) or {}
+    return sorted({task.split("_")[0] for task in tasks})
 
 
 def submit(study, overrides, jobs, options):

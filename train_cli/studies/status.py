@@ -2,9 +2,13 @@
 
 Read from the study's folders only (so it works while a sweep runs, here or on a cluster): a
 cell is done when its run is finished at the study's epochs; running, failed or stopped as its
-state file says (a "running" cell whose process is gone on this host is shown as stopped);
-queued when it has not begun. Time left: each cell's measured mean epoch time times its epochs
-left; cells not yet begun are counted at the mean epoch time of those that have one.
+state file says; queued when it has not begun. A "running" cell is checked: on this host, that
+its process lives; as a Slurm task, that Slurm still runs it (squeue); if not, it is stopped.
+
+Time left: each cell's measured mean epoch time times its epochs left; a cell without one is
+counted at the mean of its model's cells (else of all cells). That sum is cell-hours; while
+cells run, the wall-clock estimate lets as many run at once as run now: the running ones
+finish, and each queued or stopped cell starts, in the study's order, when one ends.
 """
 import os
 import socket
@@ -13,10 +17,13 @@ import statistics
 from train_cli.runfolder import METRICS, read_metrics
 from train_cli.studies import manifest as manifests
 from train_cli.studies.cells import finished, read_state
+from train_cli.studies.slurm import WAITING, task_states
 
 
 def cell_rows(study):
-    """One dict per cell: name, state, epochs done, best val acc, seconds per epoch."""
+    """One dict per cell: name, model, state, epochs done, best val acc, seconds per epoch."""
+    saved = {cell.name: read_state(study, cell) for cell in study.cells}
+    slurm = _slurm_tasks(saved.values())
     rows = []
     for cell in study.cells:
         folder = study.path / cell.dir
@@ -24,29 +31,45 @@ def cell_rows(study):
             metrics = read_metrics(folder / METRICS)
         except (OSError, ValueError):
             metrics = []
-        state = _state(study, cell)
+        state = _state(saved[cell.name], slurm)
         if finished(study, cell):
             state = "done"
         elif state in (None, "done"):  # "done" at fewer epochs: the study was extended since
             state = "stopped" if metrics else "queued"
         best = max((r["val_acc"] for r in metrics), default=None)
         seconds = [r["epoch_seconds"] for r in metrics if "epoch_seconds" in r]
-        rows.append(dict(cell=cell.name, state=state, epochs=len(metrics), best_val_acc=best,
+        rows.append(dict(cell=cell.name, model=cell.model, state=state, epochs=len(metrics),
+                         best_val_acc=best,
                          epoch_seconds=statistics.mean(seconds) if seconds else None))
     return rows
 
 
-def _state(study, cell):
+def _slurm_tasks(saved):
+    """Slurm's view of the tasks that recorded themselves running on another host (None if
+    there are none, or squeue cannot say)."""
+    jobs = [s["job"] for s in saved if s.get("state") == "running" and s.get("job")
+            and s.get("host") != socket.gethostname()]
+    return task_states(jobs) if jobs else None
+
+
+def _state(saved, slurm):
     """The state a cell's runner recorded; a running one whose process is gone is stopped."""
-    saved = read_state(study, cell)
     state = saved.get("state")
-    if state == "running" and saved.get("host") == socket.gethostname():
+    if state != "running":
+        return state
+    if saved.get("host") == socket.gethostname():
         try:
             os.kill(int(saved["pid"]), 0)
-        except (ProcessLookupError, ValueError, KeyError):
+        except (ProcessLookupError, ValueError, KeyError, TypeError):
             return "stopped"
         except PermissionError:
             pass
+    elif slurm is not None and saved.get("job"):
+        task = slurm.get(f"{saved['job']}_{saved.get('task')}")
+        if task is None:  # Slurm no longer holds it: killed, cancelled or its node lost
+            return "stopped"
+        if task in WAITING:  # requeued, waiting to resume
+            return "queued"
     return state
 
 
@@ -55,24 +78,54 @@ def show(path, echo=print):
     study = manifests.load(path)
     rows = cell_rows(study)
     epochs = study.config.epochs
-    known = [r["epoch_seconds"] for r in rows if r["epoch_seconds"]]
-    typical = statistics.mean(known) if known else None
+    measured = [r for r in rows if r["epoch_seconds"]]
+    typical = {m: statistics.mean(r["epoch_seconds"] for r in measured if r["model"] == m)
+               for m in {r["model"] for r in measured}}
+    overall = statistics.mean(r["epoch_seconds"] for r in measured) if measured else None
     echo(f"{'cell':<28} {'state':<8} {'epoch':>9} {'best val acc':>13} {'s/epoch':>8}")
-    left = 0.0
+    left = {}  # cell: seconds of training left
     for r in rows:
         best = f"{r['best_val_acc']:.4f}" if r["best_val_acc"] is not None else "-"
-        per = r["epoch_seconds"] or typical
+        per = r["epoch_seconds"] or typical.get(r["model"], overall)
+        shown = "-" if per is None else f"{per:.1f}" if r["epoch_seconds"] else f"~{per:.1f}"
         echo(f"{r['cell']:<28} {r['state']:<8} {r['epochs']:>4} / {epochs:<3} {best:>13} "
-             f"{per or 0:>8.1f}")
+             f"{shown:>8}")
         if r["state"] != "done" and per:
-            left += per * (epochs - r["epochs"])
+            left[r["cell"]] = per * max(0, epochs - r["epochs"])
     counts = {s: sum(r["state"] == s for r in rows) for s in
               ("done", "running", "queued", "stopped", "failed")}
     echo(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {len(rows)} cells")
     if counts["done"] == len(rows):
         echo("time left: none (every cell is done)")
-    elif typical is None:
+    elif overall is None:
         echo("time left: unknown until a cell has finished an epoch")
+    elif counts["running"]:
+        running = [left[r["cell"]] for r in rows if r["state"] == "running"]
+        waiting = [left[r["cell"]] for r in rows if r["state"] not in ("done", "running")]
+        echo(f"time left: about {_hours(wall_seconds(running, waiting))} with "
+             f"{len(running)} cell(s) at once ({sum(left.values()) / 3600:.1f} cell-hours of "
+             "training at the measured epoch times; ~ marks an epoch time taken from other "
+             "cells)")
     else:
-        echo(f"time left: about {left / 3600:.1f} cell-hours of training at the measured epoch "
-             "times (divide by the cells that run at once)")
+        echo(f"time left: about {sum(left.values()) / 3600:.1f} cell-hours of training at the "
+             "measured epoch "
+             "times (divide by the cells that will run at once; ~ marks an epoch time taken "
+             "from other cells)")
+
+
+def wall_seconds(running, waiting):
+    """When the last cell ends if the running ones (their seconds left) go on and each waiting
+    one starts, in order, in the first slot that frees up."""
+    slots = sorted(running)
+    for seconds in waiting:
+        slots[0] += seconds
+        slots.sort()
+    return max(slots)
+
+
+def _hours(seconds):
+    """1 h 05 min, 12 min or 40 s."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
