@@ -1,5 +1,6 @@
 """`swishtrain launch` inside a Slurm allocation places its servers and workers with srun, on the
-allocation's nodes, not over ssh: a 2-worker job under sbatch on the private one-node Slurm."""
+allocation's nodes, not over ssh: a 2-worker job under sbatch, and under salloc, on the private
+one-node Slurm."""
 import json
 import sys
 
@@ -26,6 +27,23 @@ def test_launch_under_sbatch_starts_its_processes_as_job_steps(slurm_cluster, tm
     summary = json.loads((run / "summary.json").read_text())
     assert summary["workers"] == 2
     assert log.count(f"parameters sha1: {summary['params_sha1']}") == 2  # both replicas agree
+
+
+def test_launch_under_salloc_starts_its_processes_as_job_steps(slurm_cluster, tmp_path):
+    """salloc runs the command where it was typed, with the allocation in its environment."""
+    data = write_cifar(tmp_path / "cifar", per_batch=40, test=30)
+    run = tmp_path / "run"
+    done = slurm_cluster.run("salloc", "--ntasks=1", sys.executable, "-m", "train_cli",
+                             "launch", "-n", "2", "--", "--data-dir", data, "--run-dir", run,
+                             *TINY, "--epochs", 1, cwd=REPO, timeout=180, check=False)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert "Granted job allocation" in log  # salloc's own word: this ran inside an allocation
+    assert f"[launch] over srun: server 0 on {slurm_cluster.node}" in log
+    assert "worker 1 on" in log and "ssh" not in log
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["workers"] == 2
+    assert log.count(f"parameters sha1: {summary['params_sha1']}") == 2
 
 
 def test_in_a_multi_node_allocation_the_scheduler_listens_on_this_nodes_address(monkeypatch,
