@@ -4,15 +4,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
 import pytest
+from slurm_cluster import wait_for
 
 from train_cli.parsing import parse_seeds
 from train_cli.runfolder import read_metrics
 
-from helpers import TINY
+from helpers import TINY, write_cifar
 
 MODELS = "vgg11_bn,vgg11_bn_swish"
 TIMING = {"epoch_seconds", "train_img_per_s"}
@@ -193,3 +195,40 @@ def test_a_cell_another_process_runs_is_not_run_twice(run_cli, cifar_dir, tmp_pa
     finally:
         other.kill()
         other.wait()
+
+
+def test_ctrl_c_stops_a_pool_at_a_batch_and_the_same_command_finishes_it(tmp_path):
+    """Ctrl-C at the terminal (SIGINT to the foreground process group, which the pool's cells
+    share) while both cells train: each stops at a batch boundary with its checkpoint intact,
+    the study names them, and the same command ends them identical to uninterrupted runs."""
+    data = write_cifar(tmp_path / "cifar", per_batch=600, test=30)  # epochs of 150 steps
+    study, whole = tmp_path / "study", tmp_path / "whole"
+    command = [sys.executable, "-m", "train_cli",
+               *map(str, sweep_args(data, study, "1", "--jobs", 2, epochs=3))]
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        pool = subprocess.Popen(command, start_new_session=True, stdout=stdout, stderr=stderr)
+    try:
+        metrics = [study / m / "seed-1" / "metrics.csv" for m in MODELS.split(",")]
+        wait_for(lambda: all(m.exists() and len(m.read_text().splitlines()) >= 2
+                             for m in metrics), 120, "epoch 1 of both cells recorded",
+                 lambda: out.read_text() + err.read_text())
+        os.killpg(pool.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        pool.wait(timeout=60)
+    finally:
+        if pool.poll() is None:
+            os.killpg(pool.pid, signal.SIGKILL)
+            pool.wait()
+    out, err = out.read_text(), err.read_text()
+    assert pool.returncode == 130, out + err
+    assert "stopped by SIGINT" in err and "vgg11_bn seed 1, vgg11_bn_swish seed 1" in err, err
+    assert all(1 <= len(read_metrics(m)) < 3 for m in metrics)  # stopped before the end
+    states = [json.loads(p.read_text())["state"] for p in (study / ".sweep").glob("*.json")]
+    assert states == ["stopped", "stopped"]
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count(": resuming ") == 2
+    subprocess.run([sys.executable, "-m", "train_cli",
+                    *map(str, sweep_args(data, whole, "1", epochs=3))],
+                   env=dict(os.environ, OMP_NUM_THREADS="1"), check=True, capture_output=True)
+    assert cell_results(study) == cell_results(whole)
