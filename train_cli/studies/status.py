@@ -48,7 +48,7 @@ def _slurm_tasks(saved):
     """Slurm's view of the tasks that recorded themselves running on another host (None if
     there are none, or squeue cannot say)."""
     jobs = [s["job"] for s in saved if s.get("state") == "running" and s.get("job")
-            and s.get("host") != socket.gethostname()]
+            and s.get("task") is not None and s.get("host") != socket.gethostname()]
     return task_states(jobs) if jobs else None
 
 
@@ -64,8 +64,8 @@ def _state(saved, slurm):
             return "stopped"
         except PermissionError:
             pass
-    elif slurm is not None and saved.get("job"):
-        task = slurm.get(f"{saved['job']}_{saved.get('task')}")
+    elif slurm is not None and saved.get("job") and saved.get("task") is not None:
+        task = slurm.get(f"{saved['job']}_{saved['task']}")
         if task is None:  # Slurm no longer holds it: killed, cancelled or its node lost
             return "stopped"
         if task in WAITING:  # requeued, waiting to resume
