@@ -33,6 +33,6 @@ class UsageError(UserError):
 
 
 class Stopped(UserError):
-    """The run was stopped on request (Ctrl-C, SIGTERM); the message says how to resume."""
+    """The run was stopped on request (Ctrl-C, SIGTERM, SIGUSR1); the message says how to resume."""
 
     prefix = ""  # not an error

@@ -1,12 +1,14 @@
 """`sweep --executor slurm` on a real one-node Slurm (tests/slurm_cluster.py): a job array whose
-cells equal the local executor's bit for bit, and a task requeued in mid-epoch that ends as an
-uninterrupted one."""
+cells equal the local executor's bit for bit; a task requeued, or warned of its time limit, in
+mid-epoch that ends as an uninterrupted one; a task Slurm no longer holds shown stopped."""
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 
+import pytest
 from slurm_cluster import wait_for
 from test_sweep import cell_results, sweep_args
 
@@ -46,8 +48,13 @@ def test_a_job_array_trains_the_cells_the_local_executor_does(run_cli, cifar_dir
     assert "4 done of 4 cells" in status.stdout
 
 
+@pytest.mark.parametrize("how", ["requeued", "time limit"])
 def test_a_requeued_task_resumes_and_ends_as_an_uninterrupted_run(run_cli, tmp_path,
-                                                                   slurm_env):
+                                                                   slurm_env, how):
+    """Requeued by Slurm (as a preemption does: SIGTERM, then back in the queue), or warned of
+    its time limit (SIGUSR1, as the array's --signal=B:USR1@120 sends; sent here at once): the
+    task stops at a batch, goes back in the queue (by itself, at the time limit), resumes, and
+    ends identical to an uninterrupted run."""
     data = write_cifar(tmp_path / "cifar", per_batch=300, test=30)  # epochs of 75 steps
     study = tmp_path / "requeued"
     args = sweep_args(data, study, "1", models="vgg11_bn", epochs=3)
@@ -59,11 +66,16 @@ def test_a_requeued_task_resumes_and_ends_as_an_uninterrupted_run(run_cli, tmp_p
     def in_epoch_two():  # epoch 1 recorded, epoch 2 under way
         return metrics.exists() and len(metrics.read_text().splitlines()) == 2
     wait_for(in_epoch_two, 120, "epoch 1 recorded")
-    slurm_env.run("scontrol", "requeue", f"{job}_0")
+    if how == "requeued":
+        slurm_env.run("scontrol", "requeue", f"{job}_0")
+    else:
+        slurm_env.run("scancel", "--batch", "--signal=USR1", f"{job}_0")
     records = slurm_env.wait_finished(job, timeout=240)
     assert records[0]["JobState"] == "COMPLETED" and records[0]["Restarts"] == "1", records
     log = next((study / ".sweep").glob(f"slurm-{job}_0.log")).read_text()
-    assert "stopped by SIGTERM" in log and "resuming" in log, log
+    signal = "SIGTERM" if how == "requeued" else "SIGUSR1"
+    assert f"stopped by {signal}" in log and "resuming" in log, log
+    assert ("is requeued; it resumes from that checkpoint" in log) == (how == "time limit")
     local = tmp_path / "uninterrupted"
     local_sweep(*[str(local) if a == study else a for a in args])
     assert cell_results(study) == cell_results(local)
@@ -88,3 +100,24 @@ def test_a_task_slurm_no_longer_holds_is_shown_stopped(run_cli, cifar_dir, tmp_p
     status = run_cli("sweep", "--status", study).stdout
     assert "1 stopped of 1 cells" in status, status
     assert json.loads(state.read_text())["state"] == "running"  # what the task left behind
+
+
+def test_a_task_that_finished_no_epoch_before_its_time_limit_is_not_requeued(run_cli, tmp_path,
+                                                                              slurm_env):
+    """It would only start the same epoch again, forever: it stays stopped and says why."""
+    data = write_cifar(tmp_path / "cifar", per_batch=1000, test=30)  # epochs of 250 steps
+    study = tmp_path / "study"
+    result = run_cli(*sweep_args(data, study, "1", models="vgg11_bn", epochs=2),
+                     "--executor", "slurm", "--cpus-per-task", 1)
+    assert result.exit_code == 0, result.output
+    job = job_of(result)
+    log = study / ".sweep" / f"slurm-{job}_0.log"
+    wait_for(lambda: log.exists() and "run folder:" in log.read_text(), 120, "the run began")
+    time.sleep(1)  # inside epoch 1 (the header is the last word before training)
+    slurm_env.run("scancel", "--batch", "--signal=USR1", f"{job}_0")
+    records = slurm_env.wait_finished(job, timeout=120)
+    said = log.read_text()
+    assert records[0]["Restarts"] == "0" and records[0]["JobState"] == "FAILED", records
+    assert "stopped by SIGUSR1 during epoch 1" in said and "not requeued" in said, said
+    status = run_cli("sweep", "--status", study).stdout
+    assert "1 stopped of 1 cells" in status, status

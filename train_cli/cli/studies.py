@@ -98,12 +98,22 @@ def run_cell(study, index, cpus, **overrides):
     import os
     if cpus:  # before anything imports mxnet: its OpenMP threads inherit the affinity
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    from train_cli.errors import Stopped
     from train_cli.studies import manifest as manifests
+    from train_cli.studies import slurm
     from train_cli.studies.cells import run_cell as run
+    from train_cli.training.interrupt import EXIT_CODES, TIME_LIMIT
     found = manifests.load(study)
     if index >= len(found.cells):
         raise click.BadParameter(f"{study} has {len(found.cells)} cells (0-"
                                  f"{len(found.cells) - 1})", param_hint="INDEX")
     if overrides.get("epochs") not in (None, found.config.epochs):
         found = found.with_epochs(overrides["epochs"])
-    run(found, found.cells[index], overrides, progress_bar=False)
+    cell = found.cells[index]
+    epochs_before = slurm.epochs_recorded(found, cell)
+    try:
+        run(found, cell, overrides, progress_bar=False)
+    except Stopped as e:
+        if e.exit_code == EXIT_CODES[TIME_LIMIT] and slurm.this_task():
+            slurm.requeue_at_time_limit(found, cell, epochs_before)
+        raise

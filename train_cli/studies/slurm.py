@@ -1,11 +1,12 @@
 """The Slurm executor: one sbatch job array, one task per unfinished cell; no ssh.
 
 Each task runs `python -m train_cli run-cell STUDY INDEX` in this checkout (the command the local
-pool runs), with OpenMP threads = its --cpus-per-task. A task Slurm preempts, requeues or times
-out gets SIGTERM (and, with the --signal warning below, SIGTERM ahead of the time limit): the run
-stops at the next batch boundary with its last checkpoint intact (training/interrupt.py), and a
-requeued task resumes it exactly, recomputing at most the interrupted epoch. Running the sweep
-command again submits only the cells still unfinished.
+pool runs), with OpenMP threads = its --cpus-per-task. A task Slurm preempts or requeues gets
+SIGTERM; ahead of its time limit it gets SIGUSR1 (the --signal warning below). Either way the run
+stops at the next batch boundary with its last checkpoint intact (training/interrupt.py). At the
+time-limit warning the task then requeues itself, so a cell longer than the time limit runs in
+pieces; a requeued task resumes exactly, recomputing at most the interrupted epoch. Running the
+sweep command again submits only the cells still unfinished.
 """
 import os
 import shlex
@@ -15,12 +16,12 @@ import sys
 import time
 
 from train_cli.errors import UsageError, UserError
-from train_cli.runfolder import SWEEP_STATE
+from train_cli.runfolder import METRICS, SWEEP_STATE, read_metrics
 from train_cli.studies.cells import finished, read_state, record_state
 from train_cli.training.progress import echo
 from train_cli.training.recorder import write_sweep_file
 
-WARNING_SECONDS = 120  # SIGTERM this long before the time limit: time to finish a batch
+WARNING_SECONDS = 120  # SIGUSR1 this long before the time limit: time to finish a batch
 # the states in which Slurm still holds a task: waiting to (re)start, or started
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"}
 STARTED = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
@@ -46,7 +47,7 @@ def sbatch_args(study, indices, jobs, options):
             f"--output={logs}/slurm-%A_%a.log",
             "--open-mode=append",  # a requeued task's log keeps what it said before
             "--requeue",  # a preempted or failed node's task runs again
-            f"--signal=B:TERM@{WARNING_SECONDS}"]
+            f"--signal=B:USR1@{WARNING_SECONDS}"]  # to the batch shell: the exec'd run-cell
     for flag, value in (("--partition", options.get("partition")),
                         ("--time", options.get("time")),
                         ("--cpus-per-task", options.get("cpus_per_task")),
@@ -92,6 +93,42 @@ def still_queued(study):
     jobs = {read_state(study, c).get("job") for c in study.cells if not finished(study, c)}
     tasks = task_states(j for j in jobs if j) or {}
     return sorted({task.split("_")[0] for task in tasks})
+
+
+def this_task():
+    """'JOB_TASK' of the Slurm array task this process runs in, or None."""
+    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{job}_{task}" if job and task else None
+
+
+def requeue_at_time_limit(study, cell, epochs_before):
+    """After this task stopped at its time-limit warning: put it back in the queue, to go on
+    from the cell's checkpoint, if this stint finished an epoch (else it never would: it says
+    so and stays stopped)."""
+    task = this_task()
+    epochs = epochs_recorded(study, cell)
+    if epochs <= epochs_before:
+        echo(f"no epoch of {cell.name} finished within task {task}'s time limit, so it is not "
+             "requeued (it would start the same epoch again); give each task more time "
+             "(--time) or more cores, then run the sweep command again")
+        return False
+    done = subprocess.run(["scontrol", "requeue", task], capture_output=True, text=True)
+    if done.returncode:
+        said = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        echo(f"could not requeue task {task} ({said}); run the sweep command again to go on")
+        return False
+    record_state(study, cell, "queued", message="requeued at its time limit")
+    echo(f"time limit near: task {task} stopped after epoch {epochs} and is requeued; it "
+         "resumes from that checkpoint")
+    return True
+
+
+def epochs_recorded(study, cell):
+    """How many epochs of the cell's run are recorded (0 before its first)."""
+    try:
+        return len(read_metrics(study.path / cell.dir / METRICS))
+    except (OSError, ValueError):
+        return 0
 
 
 def submit(study, overrides, jobs, options):

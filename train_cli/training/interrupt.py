@@ -1,4 +1,6 @@
-"""Ctrl-C / SIGTERM: finish the current batch, then stop cleanly; a second Ctrl-C quits at once.
+"""Ctrl-C / SIGTERM / SIGUSR1: finish the current batch, then stop cleanly; a second Ctrl-C quits
+at once. SIGUSR1 is what a Slurm task gets ahead of its time limit (the sweep's
+`--signal=B:USR1@120`), so a run that gets it can tell that from a preemption (SIGTERM).
 
 Everything a run writes is atomic, so quitting at any instant (second Ctrl-C, SIGKILL) leaves the
 previous checkpoint readable.
@@ -6,11 +8,14 @@ previous checkpoint readable.
 import signal
 import sys
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report
+# 128 + signal number, as shells report
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR1: 138}
+TIME_LIMIT = signal.SIGUSR1
 
 
 class StopRequests:
-    """Context manager that turns SIGINT/SIGTERM into a flag polled at batch boundaries."""
+    """Context manager that turns SIGINT/SIGTERM/SIGUSR1 into a flag polled at batch
+    boundaries."""
 
     def __init__(self):
         self.signum = None
