@@ -95,6 +95,14 @@ def read_metrics(path):
             for row in rows]
 
 
+def epochs_recorded(run_dir):
+    """Completed epochs in a run folder (metrics.csv rows); None if it has none readable."""
+    try:
+        return len(read_metrics(Path(run_dir) / METRICS))
+    except (OSError, ValueError):
+        return None
+
+
 def folder_kind(path):
     """"run" or "study" for a folder swishtrain made (its marker; for folders made before the
     marker existed, a config.json or study.json of swishtrain's own form), else None."""

@@ -122,11 +122,12 @@ def test_a_killed_worker_ends_the_whole_job_with_a_clear_message(data_dir, tmp_p
     assert_all_gone(pids)
 
 
-def test_ctrl_c_on_the_launcher_stops_every_process(data_dir, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGUSR1])  # Ctrl-C, time limit
+def test_ctrl_c_on_the_launcher_stops_every_process(data_dir, tmp_path, signum):
     proc, pids = start_launcher(data_dir, tmp_path / "run")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out
+    assert proc.returncode == 128 + signum, out
     assert f"with: swishtrain launch -n 2 -- --resume {tmp_path / 'run'}\n" in out
     assert_all_gone(pids)
 

@@ -7,12 +7,22 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from slurm_cluster import wait_for
 from test_sweep import cell_results, sweep_args
 
 from helpers import write_cifar
+
+
+def test_the_array_asks_for_the_time_limit_warning_the_tasks_act_on():
+    from types import SimpleNamespace
+
+    from train_cli.studies.slurm import sbatch_args
+    args = sbatch_args(SimpleNamespace(path=Path("study")), [0, 1, 2, 5], 2, {"time": "1:00:00"})
+    assert "--signal=B:USR1@120" in args and "--array=0-2,5%2" in args
+    assert "--requeue" in args and "--time=1:00:00" in args
 
 
 def job_of(result):
@@ -74,8 +84,8 @@ def test_a_requeued_task_resumes_and_ends_as_an_uninterrupted_run(run_cli, tmp_p
     assert records[0]["JobState"] == "COMPLETED" and records[0]["Restarts"] == "1", records
     log = next((study / ".sweep").glob(f"slurm-{job}_0.log")).read_text()
     signal = "SIGTERM" if how == "requeued" else "SIGUSR1"
-    assert f"stopped by {signal}" in log and "resuming" in log, log
-    assert ("is requeued; it resumes from that checkpoint" in log) == (how == "time limit")
+    assert f"{signal}: stopping at the next batch" in log and "resuming" in log, log
+    assert ("requeued itself; it resumes from that checkpoint" in log) == (how == "time limit")
     local = tmp_path / "uninterrupted"
     local_sweep(*[str(local) if a == study else a for a in args])
     assert cell_results(study) == cell_results(local)
@@ -95,6 +105,15 @@ def test_a_task_slurm_no_longer_holds_is_shown_stopped(run_cli, cifar_dir, tmp_p
     state.write_text(json.dumps(dict(state="running", pid=1, host="another-node",
                                      job=str(job), task="0")))
     assert "1 running of 1 cells" in run_cli("sweep", "--status", study).stdout
+    held = slurm_env.sbatch("--array=0", "--hold", f"--output={tmp_path}/held.log", script)
+    try:  # the same cell's task, requeued and waiting
+        state.write_text(json.dumps(dict(state="stopped", pid=1, host="another-node",
+                                         job=str(held), task="0")))
+        assert "1 queued of 1 cells" in run_cli("sweep", "--status", study).stdout
+    finally:
+        slurm_env.run("scancel", str(held))
+    state.write_text(json.dumps(dict(state="running", pid=1, host="another-node",
+                                     job=str(job), task="0")))
     slurm_env.run("scancel", "--signal=KILL", "--full", str(job))
     slurm_env.wait_finished(job, timeout=30)
     status = run_cli("sweep", "--status", study).stdout

@@ -148,6 +148,13 @@ def test_status_shows_what_is_left(run_cli, cifar_dir, tmp_path):
     assert "1 done, 1 queued, 1 stopped" in run_cli("sweep", "--status", study).stdout  # ended
 
 
+def test_time_left_lets_each_waiting_cell_start_when_a_running_one_ends():
+    from train_cli.studies.status import wall_seconds
+    assert wall_seconds([10, 100], [50, 50]) == 110  # both waiting cells follow the short one
+    assert wall_seconds([30, 30], [30, 30, 30]) == 90
+    assert wall_seconds([5], []) == 5
+
+
 def test_a_continued_sweep_keeps_its_epochs_unless_given_more(run_cli, cifar_dir, tmp_path):
     study = tmp_path / "study"
     args = sweep_args(cifar_dir, study, "1", models="vgg11_bn")

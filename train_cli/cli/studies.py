@@ -44,8 +44,8 @@ def _models(ctx, param, value):
 @click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
               help="Slurm: one more sbatch argument, as given (repeatable), e.g. --account=lab.")
 @click.option("--status", "status_of", metavar="STUDY",
-              help="Show each cell of STUDY (done / running / queued / failed, epoch, best "
-                   "accuracy, time left) and start nothing.")
+              help="Show each cell of STUDY (done / running / queued / stopped / failed, "
+                   "epoch, best accuracy, time left) and start nothing.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing study folder (only what swishtrain wrote in it).")
 @config_options(without=SWEPT)
@@ -99,9 +99,11 @@ def run_cell(study, index, cpus, **overrides):
     if cpus:  # before anything imports mxnet: its OpenMP threads inherit the affinity
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     from train_cli.errors import Stopped
+    from train_cli.runfolder import epochs_recorded
     from train_cli.studies import manifest as manifests
     from train_cli.studies import slurm
     from train_cli.studies.cells import run_cell as run
+    from train_cli.studies.cells import slurm_task
     from train_cli.training.interrupt import EXIT_CODES, TIME_LIMIT
     found = manifests.load(study)
     if index >= len(found.cells):
@@ -110,10 +112,10 @@ def run_cell(study, index, cpus, **overrides):
     if overrides.get("epochs") not in (None, found.config.epochs):
         found = found.with_epochs(overrides["epochs"])
     cell = found.cells[index]
-    epochs_before = slurm.epochs_recorded(found, cell)
+    epochs_before = epochs_recorded(found.path / cell.dir) or 0
     try:
         run(found, cell, overrides, progress_bar=False)
     except Stopped as e:
-        if e.exit_code == EXIT_CODES[TIME_LIMIT] and slurm.this_task():
-            slurm.requeue_at_time_limit(found, cell, epochs_before)
+        if e.exit_code == EXIT_CODES[TIME_LIMIT] and slurm_task():
+            raise slurm.after_time_limit(found, cell, epochs_before, e) from None
         raise

@@ -17,11 +17,10 @@ from train_cli.errors import UsageError
 from train_cli.runfolder import (
     CHECKPOINT,
     CONFIG,
-    METRICS,
     STUDY,
     RunFolder,
+    epochs_recorded,
     is_study,
-    read_metrics,
 )
 from train_cli.runspec import rules
 
@@ -75,10 +74,7 @@ class JobSpec:
 
     def epochs_done(self):
         """Completed epochs in the run folder (metrics.csv rows), or None if unknown."""
-        try:
-            return len(read_metrics(Path(self.run_dir) / METRICS))
-        except (OSError, ValueError):
-            return None
+        return epochs_recorded(self.run_dir)
 
     def worker_environ(self):
         """What a worker's runspec sees of the launcher's environment."""

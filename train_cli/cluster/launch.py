@@ -20,11 +20,13 @@ from train_cli.cluster import placement
 from train_cli.cluster.remote import check_hosts
 from train_cli.cluster.supervision import Job, JobFailed, free_port
 from train_cli.errors import Stopped
+from train_cli.training.interrupt import EXIT_CODES
 
 
 def run_job(spec, echo=print, dry_run=False):
     """Start, watch and always clean up the job of a JobSpec, restarting it up to
-    spec.max_restarts times. Ctrl-C/SIGTERM stop the job (exit 130/143)."""
+    spec.max_restarts times. Ctrl-C, SIGTERM or SIGUSR1 (a Slurm time-limit warning) stop the
+    job (exit 130/143/138)."""
     if dry_run:
         for planned in placement.plan(spec, "PORT"):
             echo(planned.describe())
@@ -39,7 +41,7 @@ def run_job(spec, echo=print, dry_run=False):
 
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     restarts, job = 0, None
-    previous = {s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, interrupted) for s in EXIT_CODES}
     try:
         if spec.hosts:
             free_port(spec.root_uri)  # an address of this machine, before any host is asked

@@ -27,11 +27,17 @@ def state_file(manifest, cell):
     return manifest.path / SWEEP_STATE / (cell.dir.replace("/", "-") + ".json")
 
 
+def slurm_task(environ=os.environ):
+    """(job, task) of the Slurm array task this process runs in, or None."""
+    job, task = environ.get("SLURM_ARRAY_JOB_ID"), environ.get("SLURM_ARRAY_TASK_ID")
+    return (job, task) if job and task else None
+
+
 def record_state(manifest, cell, state, **details):
     """Record a cell's state (with this process and host, and its Slurm task) for --status."""
-    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    task = slurm_task()
     record = dict(state=state, pid=os.getpid(), host=socket.gethostname(), time=time.time(),
-                  **({"job": job, "task": task} if job and task else {}))
+                  **(dict(zip(("job", "task"), task)) if task else {}))
     write_sweep_file(state_file(manifest, cell), record | details)
 
 
@@ -44,18 +50,23 @@ def read_state(manifest, cell):
     return saved if isinstance(saved, dict) else {}
 
 
+def process_lives(saved):
+    """Whether the process a state record names (on this host) is alive."""
+    try:
+        os.kill(int(saved["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError, TypeError, OverflowError):
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def running_elsewhere(manifest, cell):
     """'pid N on HOST' if another live process of this host runs the cell, else None."""
     saved = read_state(manifest, cell)
     if saved.get("state") != "running" or saved.get("host") != socket.gethostname() or \
-            saved.get("pid") == os.getpid():
+            saved.get("pid") == os.getpid() or not process_lives(saved):
         return None
-    try:
-        os.kill(int(saved["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError, TypeError):
-        return None
-    except PermissionError:
-        pass
     return f"pid {saved['pid']} on {saved['host']}"
 
 

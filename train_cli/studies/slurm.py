@@ -11,20 +11,24 @@ sweep command again submits only the cells still unfinished.
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
-from train_cli.errors import UsageError, UserError
-from train_cli.runfolder import METRICS, SWEEP_STATE, read_metrics
-from train_cli.studies.cells import finished, read_state, record_state
+from train_cli.errors import Stopped, UsageError, UserError
+from train_cli.runfolder import SWEEP_STATE, epochs_recorded
+from train_cli.studies.cells import finished, read_state, record_state, slurm_task
+from train_cli.training.interrupt import TIME_LIMIT
 from train_cli.training.progress import echo
 from train_cli.training.recorder import write_sweep_file
 
-WARNING_SECONDS = 120  # SIGUSR1 this long before the time limit: time to finish a batch
-# the states in which Slurm still holds a task: waiting to (re)start, or started
-WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"}
-STARTED = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
+WARNING_SECONDS = 120  # the time-limit warning this long ahead: time to finish a batch
+SQUEUE_SECONDS = 30  # a controller that does not answer in this time does not answer
+# a task in an end state is no longer Slurm's; in any other it is held, waiting in these
+ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+         "DEADLINE", "OUT_OF_MEMORY", "REVOKED"}
+WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 
 
 def ranges(indices):
@@ -47,7 +51,8 @@ def sbatch_args(study, indices, jobs, options):
             f"--output={logs}/slurm-%A_%a.log",
             "--open-mode=append",  # a requeued task's log keeps what it said before
             "--requeue",  # a preempted or failed node's task runs again
-            f"--signal=B:USR1@{WARNING_SECONDS}"]  # to the batch shell: the exec'd run-cell
+            # to the batch shell, which is the exec'd run-cell
+            f"--signal=B:{TIME_LIMIT.name.removeprefix('SIG')}@{WARNING_SECONDS}"]
     for flag, value in (("--partition", options.get("partition")),
                         ("--time", options.get("time")),
                         ("--cpus-per-task", options.get("cpus_per_task")),
@@ -73,62 +78,61 @@ def script(study, overrides):
 
 
 def task_states(jobs):
-    """{'JOB_TASK': Slurm's state} of every array task of `jobs` that Slurm still holds (WAITING
-    or STARTED); None when squeue cannot say (no Slurm here, or no controller)."""
-    if not shutil.which("squeue"):
-        return None
+    """{'JOB_TASK': Slurm's state} of every array task of `jobs` that Slurm still holds (any
+    state but an end state); None when squeue cannot say (no Slurm here, or no controller)."""
+    # the user's SQUEUE_STATES, SQUEUE_USERS, ... filter even an explicit -j: not here
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQUEUE_")}
     states = {}
-    for job in sorted(set(jobs)):  # one at a time: a job Slurm has forgotten fails the query
-        done = subprocess.run(["squeue", "-h", "--array", "-o", "%i %T", "-j", str(job)],
-                              capture_output=True, text=True)
+    for job in sorted({str(j) for j in jobs if isinstance(j, (str, int))}):
+        try:  # one job at a time: a job Slurm has forgotten fails the whole query
+            done = subprocess.run(["squeue", "-h", "--array", "--states=all", "-o", "%i %T",
+                                   "-j", job], capture_output=True, text=True, env=env,
+                                  timeout=SQUEUE_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
         if done.returncode and "Invalid job id" not in done.stderr:
             return None
-        listed = (line.split() for line in done.stdout.splitlines() if line.strip())
-        states.update((task, state) for task, state in listed if state in WAITING | STARTED)
+        listed = (line.split() for line in done.stdout.splitlines() if len(line.split()) == 2)
+        states.update((task, state) for task, state in listed if state not in ENDED)
     return states
 
 
 def still_queued(study):
-    """Job ids of this study's tasks that Slurm still holds (pending or running)."""
-    jobs = {read_state(study, c).get("job") for c in study.cells if not finished(study, c)}
+    """Job ids of this study's tasks that Slurm still holds (pending, running, held)."""
+    jobs = [read_state(study, c).get("job") for c in study.cells if not finished(study, c)]
     tasks = task_states(j for j in jobs if j) or {}
     return sorted({task.split("_")[0] for task in tasks})
 
 
-def this_task():
-    """'JOB_TASK' of the Slurm array task this process runs in, or None."""
-    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{job}_{task}" if job and task else None
-
-
-def requeue_at_time_limit(study, cell, epochs_before):
-    """After this task stopped at its time-limit warning: put it back in the queue, to go on
-    from the cell's checkpoint, if this stint finished an epoch (else it never would: it says
-    so and stays stopped)."""
-    task = this_task()
-    epochs = epochs_recorded(study, cell)
+def after_time_limit(study, cell, epochs_before, stopped):
+    """The Stopped to end this task with after it stopped at its time-limit warning: requeued
+    (`scontrol requeue`, to go on from the cell's checkpoint) if the run is unfinished and this
+    stint finished an epoch; else `stopped`, saying why it was not requeued."""
+    task = "_".join(slurm_task())
+    epochs = epochs_recorded(study.path / cell.dir) or 0
+    if finished(study, cell):
+        return stopped
     if epochs <= epochs_before:
-        echo(f"no epoch of {cell.name} finished within task {task}'s time limit, so it is not "
-             "requeued (it would start the same epoch again); give each task more time "
-             "(--time) or more cores, then run the sweep command again")
-        return False
-    done = subprocess.run(["scontrol", "requeue", task], capture_output=True, text=True)
-    if done.returncode:
-        said = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        echo(f"could not requeue task {task} ({said}); run the sweep command again to go on")
-        return False
-    record_state(study, cell, "queued", message="requeued at its time limit")
-    echo(f"time limit near: task {task} stopped after epoch {epochs} and is requeued; it "
-         "resumes from that checkpoint")
-    return True
-
-
-def epochs_recorded(study, cell):
-    """How many epochs of the cell's run are recorded (0 before its first)."""
+        return Stopped(f"{stopped}\nNo epoch of {cell.name} finished within task {task}'s time "
+                       "limit, so it is not requeued (it would start the same epoch again): give "
+                       "each task more --time or more cores, then run the sweep command again",
+                       exit_code=stopped.exit_code)
+    # `scontrol requeue` ends this task with SIGTERM: nothing is left to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        return len(read_metrics(study.path / cell.dir / METRICS))
-    except (OSError, ValueError):
-        return 0
+        done = subprocess.run(["scontrol", "requeue", task], capture_output=True, text=True,
+                              timeout=SQUEUE_SECONDS)
+        said = (done.stderr.strip().splitlines() or ["no message"])[-1] if done.returncode \
+            else None
+    except (OSError, subprocess.TimeoutExpired) as e:
+        said = str(e)
+    if said:
+        return Stopped(f"{stopped}\nTask {task} could not requeue itself ({said}); run the "
+                       "sweep command again to go on", exit_code=stopped.exit_code)
+    record_state(study, cell, "queued", message="requeued at its time limit")
+    return Stopped(f"time limit near: task {task} stopped {cell.name} after epoch {epochs} and "
+                   "requeued itself; it resumes from that checkpoint when Slurm starts it "
+                   "again (nothing to do)", exit_code=stopped.exit_code)
 
 
 def submit(study, overrides, jobs, options):
@@ -157,8 +161,8 @@ def submit(study, overrides, jobs, options):
         said = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise UserError(f"sbatch refused the job array ({said}); its script is {path}")
     job = done.stdout.strip().split(";")[0]
-    for index in indices:
-        record_state(study, study.cells[index], "queued", job=job)
+    for index in indices:  # the array's task ids are the cells' indices
+        record_state(study, study.cells[index], "queued", job=job, task=str(index))
     limit = f"at most {jobs} at once" if jobs else "as many at once as Slurm allows"
     echo(f"submitted job array {job}: {len(indices)} cell(s), {limit} (script {path}; each "
          f"task's output in {path.parent}/slurm-{job}_<task>.log)")

@@ -1,22 +1,24 @@
 """`swishtrain sweep --status STUDY`: each cell's state, epoch, best accuracy and time left.
 
-Read from the study's folders only (so it works while a sweep runs, here or on a cluster): a
-cell is done when its run is finished at the study's epochs; running, failed or stopped as its
-state file says; queued when it has not begun. A "running" cell is checked: on this host, that
-its process lives; as a Slurm task, that Slurm still runs it (squeue); if not, it is stopped.
+Read from the study's folders (so it works while a sweep runs, here or on a cluster): a cell is
+done when its run is finished at the study's epochs; running, failed or stopped as its state
+file says; queued when it has not begun. A state file's word is checked where it can be: a cell
+running on this host, that its process lives (else it is stopped); a cell of a Slurm task, what
+Slurm says of the task (squeue): running, queued while pending or requeued, and stopped once
+Slurm no longer holds a task that was running (killed, cancelled, its node lost).
 
 Time left: each cell's measured mean epoch time times its epochs left; a cell without one is
 counted at the mean of its model's cells (else of all cells). That sum is cell-hours; while
 cells run, the wall-clock estimate lets as many run at once as run now: the running ones
-finish, and each queued or stopped cell starts, in the study's order, when one ends.
+finish, and each queued or stopped cell starts, in the study's order, when one ends. Failed
+cells are not counted (nothing runs them until their cause is fixed).
 """
-import os
 import socket
 import statistics
 
 from train_cli.runfolder import METRICS, read_metrics
 from train_cli.studies import manifest as manifests
-from train_cli.studies.cells import finished, read_state
+from train_cli.studies.cells import finished, process_lives, read_state
 from train_cli.studies.slurm import WAITING, task_states
 
 
@@ -44,33 +46,32 @@ def cell_rows(study):
     return rows
 
 
+def _slurm_task(saved):
+    """'JOB_TASK' of the Slurm task a state record names, or None."""
+    job, task = saved.get("job"), saved.get("task")
+    ok = all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in (job, task))
+    return f"{job}_{task}" if ok else None
+
+
 def _slurm_tasks(saved):
-    """Slurm's view of the tasks that recorded themselves running on another host (None if
-    there are none, or squeue cannot say)."""
-    jobs = [s["job"] for s in saved if s.get("state") == "running" and s.get("job")
-            and s.get("task") is not None and s.get("host") != socket.gethostname()]
+    """What Slurm says of the tasks the unfinished cells' records name (None if none, or
+    squeue cannot say)."""
+    tasks = [_slurm_task(s) for s in saved if s.get("state") in ("running", "queued", "stopped")]
+    jobs = [task.split("_")[0] for task in tasks if task]
     return task_states(jobs) if jobs else None
 
 
 def _state(saved, slurm):
-    """The state a cell's runner recorded; a running one whose process is gone is stopped."""
-    state = saved.get("state")
-    if state != "running":
+    """The state a cell's runner recorded, checked against its process or Slurm's word."""
+    state, task = saved.get("state"), _slurm_task(saved)
+    if state == "running" and saved.get("host") == socket.gethostname():
+        return state if process_lives(saved) else "stopped"
+    if slurm is None or task is None or state not in ("running", "queued", "stopped"):
         return state
-    if saved.get("host") == socket.gethostname():
-        try:
-            os.kill(int(saved["pid"]), 0)
-        except (ProcessLookupError, ValueError, KeyError, TypeError):
-            return "stopped"
-        except PermissionError:
-            pass
-    elif slurm is not None and saved.get("job") and saved.get("task") is not None:
-        task = slurm.get(f"{saved['job']}_{saved['task']}")
-        if task is None:  # Slurm no longer holds it: killed, cancelled or its node lost
-            return "stopped"
-        if task in WAITING:  # requeued, waiting to resume
-            return "queued"
-    return state
+    held = slurm.get(task)
+    if held is None:  # Slurm no longer holds it: ended, cancelled, killed or its node lost
+        return "stopped" if state == "running" else None if state == "queued" else state
+    return "queued" if held in WAITING else "running"
 
 
 def show(path, echo=print):
@@ -83,34 +84,35 @@ def show(path, echo=print):
                for m in {r["model"] for r in measured}}
     overall = statistics.mean(r["epoch_seconds"] for r in measured) if measured else None
     echo(f"{'cell':<28} {'state':<8} {'epoch':>9} {'best val acc':>13} {'s/epoch':>8}")
-    left = {}  # cell: seconds of training left
+    left, borrowed = {}, False  # cell: seconds of training left; any epoch time borrowed
     for r in rows:
         best = f"{r['best_val_acc']:.4f}" if r["best_val_acc"] is not None else "-"
         per = r["epoch_seconds"] or typical.get(r["model"], overall)
         shown = "-" if per is None else f"{per:.1f}" if r["epoch_seconds"] else f"~{per:.1f}"
         echo(f"{r['cell']:<28} {r['state']:<8} {r['epochs']:>4} / {epochs:<3} {best:>13} "
              f"{shown:>8}")
-        if r["state"] != "done" and per:
+        if r["state"] not in ("done", "failed") and per:
             left[r["cell"]] = per * max(0, epochs - r["epochs"])
+            borrowed = borrowed or shown.startswith("~")
     counts = {s: sum(r["state"] == s for r in rows) for s in
               ("done", "running", "queued", "stopped", "failed")}
     echo(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {len(rows)} cells")
+    notes = ([f"{counts['failed']} failed cell(s) not counted"] if counts["failed"] else []) + \
+        (["~: an epoch time taken from other cells"] if borrowed else [])
+    note = f"; {'; '.join(notes)}" if notes else ""
     if counts["done"] == len(rows):
         echo("time left: none (every cell is done)")
     elif overall is None:
         echo("time left: unknown until a cell has finished an epoch")
     elif counts["running"]:
         running = [left[r["cell"]] for r in rows if r["state"] == "running"]
-        waiting = [left[r["cell"]] for r in rows if r["state"] not in ("done", "running")]
+        waiting = [left[r["cell"]] for r in rows if r["state"] in ("queued", "stopped")]
         echo(f"time left: about {_hours(wall_seconds(running, waiting))} with "
              f"{len(running)} cell(s) at once ({sum(left.values()) / 3600:.1f} cell-hours of "
-             "training at the measured epoch times; ~ marks an epoch time taken from other "
-             "cells)")
+             f"training at the measured epoch times{note})")
     else:
         echo(f"time left: about {sum(left.values()) / 3600:.1f} cell-hours of training at the "
-             "measured epoch "
-             "times (divide by the cells that will run at once; ~ marks an epoch time taken "
-             "from other cells)")
+             f"measured epoch times (divide by the cells that will run at once{note})")
 
 
 def wall_seconds(running, waiting):
@@ -125,7 +127,7 @@ def wall_seconds(running, waiting):
 
 def _hours(seconds):
     """1 h 05 min, 12 min or 40 s."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
+    if round(seconds) < 60:
+        return f"{round(seconds)} s"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"

@@ -8,9 +8,9 @@ previous checkpoint readable.
 import signal
 import sys
 
-# 128 + signal number, as shells report
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR1: 138}
-TIME_LIMIT = signal.SIGUSR1
+TIME_LIMIT = signal.SIGUSR1  # what the sweep's Slurm tasks get ahead of their time limit
+# 128 + signal number, as shells report: 130, 143, 138
+EXIT_CODES = {s: 128 + s for s in (signal.SIGINT, signal.SIGTERM, TIME_LIMIT)}
 
 
 class StopRequests:
