@@ -7,6 +7,11 @@ stops at the next batch boundary with its last checkpoint intact (training/inter
 time-limit warning the task then requeues itself, so a cell longer than the time limit runs in
 pieces; a requeued task resumes exactly, recomputing at most the interrupted epoch. Running the
 sweep command again submits only the cells still unfinished.
+
+Submission is sbatch itself, not submitit: submitit pickles a Python callable per task into a
+folder of its own, while a task here is a plain command whose whole state is in the study
+folder, so a batch script a person can read (kept in STUDY/.sweep/) is all it takes. What
+submitit adds beyond sbatch (requeue at the time-limit warning) is done here, above.
 """
 import os
 import shlex
